@@ -1,0 +1,355 @@
+//
+// aspawn/async_spawn.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~
+//
+// Launching without blocking.
+//
+// Overview
+// --------
+// `async_spawn` clones the child and returns: the calling thread waits
+// neither for the child's setup nor for its exec. The operation completes
+// once the child has exec'd (its status pipe closed with no data) with a
+// `basic_process` that owns the child, or with the error of the step that
+// failed in the child (see `aspawn/error.hpp`), in which case the child has
+// been reaped and nothing is left behind.
+//
+// `async_execute` launches and waits: it completes with the exit code.
+//
+// Example
+// -------
+// @code
+// aspawn::command git("git", {"rev-parse", "HEAD"});
+// git.prepare();
+// auto p = co_await aspawn::async_spawn(ex, git, asio::use_awaitable);
+// int code = co_await p.async_wait(asio::use_awaitable);
+// @endcode
+//
+
+#ifndef ASPAWN_ASYNC_SPAWN_HPP
+#define ASPAWN_ASYNC_SPAWN_HPP
+
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/is_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/query.hpp>
+
+#include <aspawn/command.hpp>
+#include <aspawn/core.hpp>
+#include <aspawn/process.hpp>
+#include <aspawn/stack_pool.hpp>
+
+namespace aspawn {
+
+namespace detail {
+
+template <typename T>
+concept asio_executor = boost::asio::execution::is_executor<T>::value ||
+                        boost::asio::is_executor<T>::value;
+
+template <typename T>
+concept execution_context_ref =
+    std::is_convertible_v<T&, boost::asio::execution_context&>;
+
+// Owns a launch between clone and the moment its stack is free. The
+// descriptor watching the child (status pipe, then pidfd on failure) lives in
+// the stack's parent area, at a stable address: an Asio I/O object cannot
+// travel inside the handlers of its own operations. If the guard is destroyed
+// early (the operation was abandoned, e.g. its context destroyed), the child
+// is killed, its exit from the stack awaited and it is reaped: a stack is
+// never unmapped or reused under a running child.
+template <typename Executor> struct launch_guard {
+  using descriptor = boost::asio::posix::basic_stream_descriptor<Executor>;
+  static_assert(sizeof(descriptor) <= parent_storage_size);
+  static_assert(alignof(descriptor) <= 16);
+
+  launched l;
+  stack_cache* stacks = nullptr;
+  descriptor* desc = nullptr; // in parent_storage(l.stack)
+  bool desc_is_pidfd = false;
+
+  launch_guard() = default;
+  launch_guard(launch_guard&& o) noexcept
+      : l(std::exchange(o.l, launched{})), stacks(o.stacks),
+        desc(std::exchange(o.desc, nullptr)), desc_is_pidfd(o.desc_is_pidfd) {}
+  launch_guard& operator=(launch_guard&&) = delete;
+  ~launch_guard() {
+    if (desc) {
+      int fd = desc->release();
+      (desc_is_pidfd ? l.pidfd : l.status_fd) = fd;
+      drop_desc();
+    }
+    if (l.stack || l.pidfd >= 0 || l.status_fd >= 0)
+      abandon_launch(l, *stacks);
+  }
+
+  void watch(const Executor& ex, int fd, bool is_pidfd) {
+    drop_desc();
+    desc = new (parent_storage(l.stack)) descriptor(ex);
+    desc_is_pidfd = is_pidfd;
+    desc->assign(fd);
+  }
+
+  void drop_desc() noexcept {
+    if (desc) {
+      desc->~descriptor();
+      desc = nullptr;
+    }
+  }
+
+  // The child is off the stack (EOF seen) and the descriptor gone.
+  void release_stack() noexcept {
+    drop_desc();
+    if (l.stack) {
+      stacks->release(l.stack);
+      l.stack = stack_region{};
+    }
+    if (l.credentials) {
+      end_credential_launch();
+      l.credentials = false;
+    }
+  }
+};
+
+template <typename Executor> struct spawn_op {
+  using process_type = basic_process<Executor>;
+
+  Executor ex_;
+  const command* cmd_;
+  launch_guard<Executor> guard_{};
+  std::size_t got_ = 0;
+  error_code result_{};
+  bool cancelled_ = false;
+  int state_ = 0;
+
+  enum : int { start, reading, reaping, done_posted };
+
+  template <typename Self>
+  void operator()(Self& self, error_code ec = {}, std::size_t n = 0) {
+    switch (state_) {
+    case start: {
+      auto& pool = stack_pool::of(
+          boost::asio::query(ex_, boost::asio::execution::context));
+      guard_.stacks = &pool.cache();
+      result_ = aspawn::launch(*cmd_, pool.cache(), guard_.l);
+      cmd_ = nullptr; // everything the child reads is on its stack now
+      if (!result_) {
+        try {
+          guard_.watch(ex_, std::exchange(guard_.l.status_fd, -1), false);
+        } catch (const boost::system::system_error& e) {
+          // Cannot watch the pipe: the guard abandons the child right away.
+          result_ = e.code();
+          guard_.~launch_guard();
+          new (&guard_) launch_guard<Executor>();
+        }
+      }
+      if (result_) {
+        state_ = done_posted;
+        boost::asio::post(ex_, std::move(self));
+        return;
+      }
+      state_ = reading;
+      read(self);
+      return;
+    }
+    case reading:
+      got_ += n;
+      if (!ec) {
+        if (got_ >= status_area_size) { // protocol broken: stop listening
+          result_ = errc::protocol_error;
+          kill();
+          got_ = 0;
+        }
+        read(self);
+        return;
+      }
+      if (ec == boost::asio::error::eof) {
+        // The child exec'd or died: it no longer uses its stack.
+        if (!result_)
+          result_ = decode_status(status_area(guard_.l.stack), got_);
+        if (!result_ && cancelled_)
+          result_ = boost::asio::error::operation_aborted;
+        if (!result_) {
+          guard_.release_stack();
+          process_type p(ex_, std::exchange(guard_.l.pid, -1),
+                         std::exchange(guard_.l.pidfd, -1));
+          self.complete(error_code{}, std::move(p));
+          return;
+        }
+        // A failed launch: reap the child before completing.
+        state_ = reaping;
+        guard_.watch(ex_, std::exchange(guard_.l.pidfd, -1), true);
+        wait_exit(self);
+        return;
+      }
+      if (ec == boost::asio::error::operation_aborted) {
+        // Cancelled: kill the child, then wait for it as usual.
+        cancelled_ = true;
+        kill();
+        read(self);
+        return;
+      }
+      // An unexpected read error: the guard kills the child and waits for
+      // it synchronously.
+      {
+        error_code err = ec;
+        guard_.~launch_guard();
+        new (&guard_) launch_guard<Executor>();
+        self.complete(err, process_type(ex_));
+      }
+      return;
+    case reaping: {
+      int status;
+      int r = aspawn::reap(guard_.desc->native_handle(), guard_.l.pid, false,
+                           status);
+      if (r == 0) { // not yet (or the wait was cancelled): reaping is due
+        wait_exit(self);
+        return;
+      }
+      guard_.desc->close();
+      guard_.l.pid = -1;
+      guard_.release_stack();
+      self.complete(result_, process_type(ex_));
+      return;
+    }
+    default:
+      self.complete(result_, process_type(ex_));
+    }
+  }
+
+private:
+  void kill() {
+    if (guard_.l.pidfd >= 0)
+      aspawn::send_signal(guard_.l.pidfd, SIGKILL);
+  }
+
+  template <typename Self> void read(Self& self) {
+    std::byte* buf = status_area(guard_.l.stack);
+    guard_.desc->async_read_some(
+        boost::asio::buffer(buf + got_, status_area_size - got_),
+        std::move(self));
+  }
+
+  template <typename Self> void wait_exit(Self& self) {
+    guard_.desc->async_wait(boost::asio::posix::descriptor_base::wait_read,
+                            std::move(self));
+  }
+};
+
+template <typename Executor> struct execute_op {
+  Executor ex_;
+  const command* cmd_;
+  // The process is waited on where it stands: on the heap, not in the op,
+  // which moves from handler to handler.
+  std::unique_ptr<basic_process<Executor>> proc_;
+
+  template <typename Self> void operator()(Self& self) {
+    async_spawn_impl(self);
+  }
+  template <typename Self>
+  void operator()(Self& self, error_code ec, basic_process<Executor> p) {
+    if (ec) {
+      self.complete(ec, -1);
+      return;
+    }
+    proc_ = std::make_unique<basic_process<Executor>>(std::move(p));
+    auto* proc = proc_.get();
+    proc->async_wait(std::move(self));
+  }
+  template <typename Self>
+  void operator()(Self& self, error_code ec, int code) {
+    self.complete(ec, code);
+  }
+
+  template <typename Self> void async_spawn_impl(Self& self);
+};
+
+} // namespace detail
+
+/// Launches `cmd` without blocking.
+/**
+ * The calling thread returns as soon as the child exists. Everything the
+ * child needs is copied onto its stack before that, so `cmd` may be changed
+ * or destroyed once the operation has been initiated (for lazy tokens such as
+ * `deferred`, that is when the operation is launched, not when it is
+ * created).
+ *
+ * @par Completion signature
+ * `void(error_code ec, basic_process<Executor> p)`. On success `p` owns the
+ * child, which has exec'd. On failure `p` is empty and `ec` is the command's
+ * validation error, the parent's system error (EAGAIN, EMFILE, ENOMEM...),
+ * or the failing child step's error (`child_category()`); the child, if any,
+ * has been reaped.
+ *
+ * @par Per-operation cancellation
+ * Terminal, partial and total: the child is killed and reaped, and the
+ * operation completes with `operation_aborted`.
+ *
+ * @par Executor
+ * Work is tracked on `ex`; the handler runs on its associated executor, or
+ * else on `ex`. Never inside this call.
+ */
+template <detail::asio_executor Executor,
+          typename Token = boost::asio::default_completion_token_t<Executor>>
+auto async_spawn(const Executor& ex, const command& cmd, Token&& token = {}) {
+  return boost::asio::async_compose<Token,
+                                    void(error_code, basic_process<Executor>)>(
+      detail::spawn_op<Executor>{ex, &cmd}, token,
+      ex);
+}
+
+/// Launches `cmd` on `ctx`'s executor; see the executor overload.
+template <detail::execution_context_ref ExecutionContext,
+          typename Token = boost::asio::default_completion_token_t<
+              typename ExecutionContext::executor_type>>
+auto async_spawn(ExecutionContext& ctx, const command& cmd, Token&& token = {}) {
+  return async_spawn(ctx.get_executor(), cmd, std::forward<Token>(token));
+}
+
+/// Launches `cmd` and waits for it to exit.
+/**
+ * @par Completion signature
+ * `void(error_code ec, int exit_code)`: the Boost.Process v2 exit code, or
+ * -1 with the launch's or the wait's error.
+ */
+template <detail::asio_executor Executor,
+          typename Token = boost::asio::default_completion_token_t<Executor>>
+auto async_execute(const Executor& ex, const command& cmd, Token&& token = {}) {
+  return boost::asio::async_compose<Token, void(error_code, int)>(
+      detail::execute_op<Executor>{ex, &cmd, {}}, token, ex);
+}
+
+/// Launches `cmd` on `ctx`'s executor and waits for it to exit.
+template <detail::execution_context_ref ExecutionContext,
+          typename Token = boost::asio::default_completion_token_t<
+              typename ExecutionContext::executor_type>>
+auto async_execute(ExecutionContext& ctx, const command& cmd,
+                   Token&& token = {}) {
+  return async_execute(ctx.get_executor(), cmd, std::forward<Token>(token));
+}
+
+namespace detail {
+template <typename Executor>
+template <typename Self>
+void execute_op<Executor>::async_spawn_impl(Self& self) {
+  const command* c = cmd_;
+  cmd_ = nullptr;
+  aspawn::async_spawn(ex_, *c, std::move(self));
+}
+} // namespace detail
+
+} // namespace aspawn
+
+#endif // ASPAWN_ASYNC_SPAWN_HPP

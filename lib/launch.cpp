@@ -1,0 +1,473 @@
+// The launch: stacks, signal discipline, clone3/clone, status decoding.
+
+#include <aspawn/core.hpp>
+#include <aspawn/sys.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <linux/sched.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern "C" {
+long aspawn_clone3(void* args, std::size_t size, int (*fn)(void*), void* arg);
+long aspawn_clone(unsigned long flags, void* stack_top, int* pidfd,
+                  int (*fn)(void*), void* arg);
+int aspawn_child_main(void* arg);
+}
+
+extern char** environ;
+
+namespace aspawn {
+
+namespace {
+
+error_code sys_error(long neg) {
+  return error_code(static_cast<int>(-neg), boost::system::system_category());
+}
+
+std::size_t page_size() noexcept {
+  static const std::size_t p = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return p;
+}
+
+std::size_t round_pages(std::size_t n) noexcept {
+  std::size_t p = page_size();
+  return (n + p - 1) / p * p;
+}
+
+long map_stack(std::size_t usable, stack_region& out) noexcept {
+  std::size_t guard = page_size();
+  std::size_t size = round_pages(usable) + guard;
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1,
+                   0);
+  if (p == MAP_FAILED)
+    return -errno;
+  if (::mprotect(p, guard, PROT_NONE) != 0) {
+    long e = -errno;
+    ::munmap(p, size);
+    return e;
+  }
+  out.map = static_cast<std::byte*>(p);
+  out.map_size = size;
+  out.guard = guard;
+  return 0;
+}
+
+std::atomic<int> method{static_cast<int>(clone_method::automatic)};
+
+// Bytes above the launch data that belong to the parent (never touched by
+// the child): room for the status record the parent reads.
+constexpr std::size_t parent_area = parent_area_size;
+// Stack the child itself may use below the launch data.
+constexpr std::size_t child_reserve = 32 * 1024;
+
+std::mutex cred_mutex;
+int cred_in_flight = 0;
+int cred_saved_dumpable = 1;
+
+void begin_credential_launch() noexcept {
+  std::lock_guard lk(cred_mutex);
+  if (cred_in_flight++ == 0)
+    cred_saved_dumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+}
+
+bool key_matches(const char* entry, const char* key) noexcept {
+  // entry "K=V" against key "K"
+  std::size_t i = 0;
+  for (; key[i]; ++i)
+    if (entry[i] != key[i])
+      return false;
+  return entry[i] == '=';
+}
+
+bool key_equal(const char* a, const char* b) noexcept {
+  // two "K=V" entries with the same key
+  std::size_t i = 0;
+  for (; a[i] && a[i] != '='; ++i)
+    if (a[i] != b[i])
+      return false;
+  return b[i] == '=' || (a[i] == '\0' && b[i] == '\0');
+}
+
+} // namespace
+
+void set_clone_method(clone_method m) noexcept {
+  method.store(static_cast<int>(m));
+}
+
+clone_method current_clone_method() noexcept {
+  return static_cast<clone_method>(method.load());
+}
+
+void end_credential_launch() noexcept {
+  std::lock_guard lk(cred_mutex);
+  if (cred_in_flight > 0 && --cred_in_flight == 0 && cred_saved_dumpable > 0)
+    ::prctl(PR_SET_DUMPABLE, cred_saved_dumpable, 0, 0, 0);
+}
+
+// ---- stack_cache ----------------------------------------------------------
+
+stack_cache::stack_cache(std::size_t stack_size, std::size_t max_cached) noexcept
+    : stack_size_(round_pages(std::max<std::size_t>(stack_size, 64 * 1024))),
+      max_cached_(max_cached) {}
+
+stack_cache::~stack_cache() { trim(); }
+
+error_code stack_cache::acquire(std::size_t need, stack_region& out) {
+  std::size_t standard;
+  {
+    std::lock_guard lk(mutex_);
+    standard = stack_size_;
+    if (need <= standard && !idle_.empty()) {
+      out = idle_.back();
+      idle_.pop_back();
+      ++in_use_;
+      return {};
+    }
+  }
+  long r = map_stack(std::max(need, standard), out);
+  if (r < 0)
+    return sys_error(r);
+  ++created_;
+  ++in_use_;
+  return {};
+}
+
+void stack_cache::release(stack_region r) noexcept {
+  if (!r)
+    return;
+  --in_use_;
+  {
+    std::lock_guard lk(mutex_);
+    if (r.usable() == stack_size_ && idle_.size() < max_cached_) {
+      try {
+        idle_.push_back(r);
+        return;
+      } catch (...) {
+      }
+    }
+  }
+  ::munmap(r.map, r.map_size);
+}
+
+void stack_cache::set_stack_size(std::size_t bytes) {
+  std::vector<stack_region> drop;
+  {
+    std::lock_guard lk(mutex_);
+    stack_size_ = round_pages(std::max<std::size_t>(bytes, 64 * 1024));
+    drop.swap(idle_);
+  }
+  for (auto& r : drop)
+    ::munmap(r.map, r.map_size);
+}
+
+std::size_t stack_cache::stack_size() const noexcept {
+  std::lock_guard lk(mutex_);
+  return stack_size_;
+}
+
+void stack_cache::set_max_cached(std::size_t n) {
+  std::vector<stack_region> drop;
+  {
+    std::lock_guard lk(mutex_);
+    max_cached_ = n;
+    while (idle_.size() > n) {
+      drop.push_back(idle_.back());
+      idle_.pop_back();
+    }
+  }
+  for (auto& r : drop)
+    ::munmap(r.map, r.map_size);
+}
+
+std::size_t stack_cache::max_cached() const noexcept {
+  std::lock_guard lk(mutex_);
+  return max_cached_;
+}
+
+std::size_t stack_cache::cached() const noexcept {
+  std::lock_guard lk(mutex_);
+  return idle_.size();
+}
+
+void stack_cache::trim() noexcept {
+  std::vector<stack_region> drop;
+  {
+    std::lock_guard lk(mutex_);
+    drop.swap(idle_);
+  }
+  for (auto& r : drop)
+    ::munmap(r.map, r.map_size);
+}
+
+// ---- launch ---------------------------------------------------------------
+
+error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
+  out = launched{};
+  if (cmd.error())
+    return cmd.error();
+  if (cmd.executable().empty())
+    return errc::empty_command;
+
+  const std::size_t blob_size = cmd.packed_size();
+  if (blob_size > 128 * 1024) {
+    long arg_max = ::sysconf(_SC_ARG_MAX);
+    if (arg_max > 0 && blob_size > static_cast<std::size_t>(arg_max))
+      return errc::arguments_too_large;
+  }
+
+  // The environment as of this launch: inherited entries are referenced in
+  // place (glibc never frees environment strings), never copied.
+  char** const env = environ;
+  std::size_t env_n = 0;
+  if (env)
+    while (env[env_n])
+      ++env_n;
+
+  const std::size_t argc = cmd.argc();
+  const std::size_t need = parent_area + blob_size + (argc + 1) * sizeof(char*) +
+                           (env_n + cmd.env_set_count() + 1) * sizeof(char*) +
+                           sizeof(detail::child_args) + child_reserve + 64;
+  stack_region stack;
+  if (auto ec = stacks.acquire(need, stack))
+    return ec;
+
+  // Lay the launch data out from the top of the stack down.
+  std::byte* top = stack.top() - parent_area;
+  std::byte* blob = top - blob_size;
+  cmd.pack_into(blob);
+  detail::blob_header h;
+  std::memcpy(&h, blob, sizeof h);
+  auto* argv = reinterpret_cast<char**>(blob) - (argc + 1);
+  const auto* argv_off = reinterpret_cast<const std::uint32_t*>(blob + h.argv);
+  for (std::size_t i = 0; i < argc; ++i)
+    argv[i] = reinterpret_cast<char*>(blob + argv_off[i]);
+  argv[argc] = nullptr;
+
+  char** envp;
+  const auto* set_off = reinterpret_cast<const std::uint32_t*>(blob + h.env);
+  const auto* unset_off = reinterpret_cast<const std::uint32_t*>(blob + h.unset);
+  if (h.env_mode == 0) {
+    envp = env;
+  } else {
+    std::size_t cap = h.env_count + (h.env_mode == 1 ? env_n : 0);
+    envp = argv - (cap + 1);
+    std::size_t n = 0;
+    if (h.env_mode == 1) {
+      for (std::size_t i = 0; i < env_n; ++i) {
+        const char* e = env[i];
+        bool drop = false;
+        for (std::uint32_t k = 0; k < h.unset_count && !drop; ++k)
+          drop = key_matches(e, reinterpret_cast<const char*>(blob + unset_off[k]));
+        for (std::uint32_t k = 0; k < h.env_count && !drop; ++k)
+          drop = key_equal(reinterpret_cast<const char*>(blob + set_off[k]), e);
+        if (!drop)
+          envp[n++] = const_cast<char*>(e);
+      }
+    }
+    for (std::uint32_t k = 0; k < h.env_count; ++k)
+      envp[n++] = reinterpret_cast<char*>(blob + set_off[k]);
+    envp[n] = nullptr;
+  }
+  if (envp == nullptr) {
+    envp = argv + argc; // an empty environment: the argv terminator
+  }
+  std::byte* low = std::min(reinterpret_cast<std::byte*>(envp),
+                            reinterpret_cast<std::byte*>(argv));
+  auto* cargs = reinterpret_cast<detail::child_args*>(
+      reinterpret_cast<std::uintptr_t>(low - sizeof(detail::child_args)) &
+      ~std::uintptr_t{15});
+  std::byte* sp = reinterpret_cast<std::byte*>(cargs);
+  if (sp < stack.map + stack.guard + child_reserve / 2) {
+    stacks.release(stack);
+    return errc::arguments_too_large;
+  }
+
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    auto ec = sys_error(-errno);
+    stacks.release(stack);
+    return ec;
+  }
+
+  cargs->blob = blob;
+  cargs->path = reinterpret_cast<const char*>(blob + h.exe);
+  cargs->argv = argv;
+  cargs->envp = envp;
+  cargs->status_fd = pipefd[1];
+
+  const bool creds = cmd.changes_credentials();
+  if (creds)
+    begin_credential_launch();
+
+  // Signal discipline: nothing may run a handler in the child before the
+  // handlers are reset, and no cancellation may cut the parent short while
+  // the child is being created.
+  int old_cancel;
+  ::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old_cancel);
+  sys::sigset all = ~sys::sigset{0};
+  sys::sigset old_mask = 0;
+  sys::rt_sigprocmask(SIG_SETMASK, &all, &old_mask);
+  cargs->parent_mask = old_mask;
+
+  int pidfd = -1;
+  long pid = -ENOSYS;
+  auto m = static_cast<clone_method>(method.load(std::memory_order_relaxed));
+  if (m != clone_method::legacy_clone) {
+    cargs->reset_handlers = 0;
+    struct clone_args ca;
+    std::memset(&ca, 0, sizeof ca);
+    ca.flags = CLONE_VM | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+    ca.pidfd = reinterpret_cast<std::uintptr_t>(&pidfd);
+    ca.exit_signal = SIGCHLD;
+    ca.stack = reinterpret_cast<std::uintptr_t>(stack.map + stack.guard);
+    ca.stack_size = static_cast<std::uint64_t>(sp - (stack.map + stack.guard));
+    pid = aspawn_clone3(&ca, CLONE_ARGS_SIZE_VER0, aspawn_child_main, cargs);
+    if (m == clone_method::automatic) {
+      if (pid == -ENOSYS || pid == -EINVAL || pid == -EPERM) {
+        method.store(static_cast<int>(clone_method::legacy_clone));
+        m = clone_method::legacy_clone;
+      } else if (pid >= 0) {
+        method.store(static_cast<int>(clone_method::clone3));
+      }
+    }
+  }
+  if (m == clone_method::legacy_clone) {
+    cargs->reset_handlers = 1;
+    pid = aspawn_clone(CLONE_VM | CLONE_PIDFD | SIGCHLD, sp, &pidfd,
+                       aspawn_child_main, cargs);
+  }
+
+  sys::rt_sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  ::pthread_setcancelstate(old_cancel, nullptr);
+
+  // The child holds its own copy of the write end until exec or exit.
+  ::close(pipefd[1]);
+  if (pid < 0) {
+    ::close(pipefd[0]);
+    if (creds)
+      end_credential_launch();
+    stacks.release(stack);
+    return sys_error(pid);
+  }
+  out.pid = static_cast<int>(pid);
+  out.pidfd = pidfd;
+  out.status_fd = pipefd[0];
+  out.stack = stack;
+  out.credentials = creds;
+  return {};
+}
+
+error_code decode_status(const void* data, std::size_t size) noexcept {
+  if (size == 0)
+    return {};
+  detail::failure_record rec;
+  if (size != sizeof rec)
+    return errc::protocol_error;
+  std::memcpy(&rec, data, sizeof rec);
+  if (rec.magic != detail::failure_magic ||
+      rec.kind >= static_cast<std::uint32_t>(step_kind::count_))
+    return errc::protocol_error;
+  return make_child_error(rec.step, static_cast<step_kind>(rec.kind), rec.err);
+}
+
+int reap(int pidfd, int pid, bool block, int& status,
+         struct rusage* usage) noexcept {
+  static std::atomic<bool> no_p_pidfd{false};
+  siginfo_t info;
+  for (;;) {
+    std::memset(&info, 0, sizeof info);
+    int options = WEXITED | (block ? 0 : WNOHANG);
+    long r;
+    if (!no_p_pidfd.load(std::memory_order_relaxed)) {
+      r = sys::syscall5(SYS_waitid, 3 /* P_PIDFD */, pidfd,
+                        reinterpret_cast<long>(&info), options,
+                        reinterpret_cast<long>(usage));
+      if (r == -EINVAL) { // before Linux 5.4
+        no_p_pidfd.store(true);
+        continue;
+      }
+    } else {
+      r = sys::syscall5(SYS_waitid, P_PID, pid, reinterpret_cast<long>(&info),
+                        options, reinterpret_cast<long>(usage));
+    }
+    if (r == -EINTR)
+      continue;
+    if (r < 0)
+      return static_cast<int>(r);
+    break;
+  }
+  if (info.si_pid == 0)
+    return 0;
+  switch (info.si_code) {
+  case CLD_EXITED:
+    status = (info.si_status & 0xff) << 8;
+    break;
+  case CLD_KILLED:
+    status = info.si_status & 0x7f;
+    break;
+  case CLD_DUMPED:
+    status = (info.si_status & 0x7f) | 0x80;
+    break;
+  default:
+    return 0;
+  }
+  return 1;
+}
+
+int send_signal(int pidfd, int sig) noexcept {
+  return static_cast<int>(
+      sys::syscall4(SYS_pidfd_send_signal, pidfd, sig, 0, 0));
+}
+
+void abandon_launch(launched& l, stack_cache& stacks) noexcept {
+  if (l.pidfd >= 0)
+    send_signal(l.pidfd, SIGKILL);
+  if (l.status_fd >= 0) {
+    char buf[64];
+    for (;;) {
+      long n = ::read(l.status_fd, buf, sizeof buf);
+      if (n > 0)
+        continue;
+      if (n == 0)
+        break;
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN) {
+        pollfd p{l.status_fd, POLLIN, 0};
+        ::poll(&p, 1, -1);
+        continue;
+      }
+      // Cannot know when the child leaves the stack: keep it mapped.
+      l.stack = stack_region{};
+      break;
+    }
+    ::close(l.status_fd);
+    l.status_fd = -1;
+  }
+  if (l.stack) {
+    stacks.release(l.stack);
+    l.stack = stack_region{};
+  }
+  if (l.credentials) {
+    end_credential_launch();
+    l.credentials = false;
+  }
+  if (l.pidfd >= 0) {
+    int status;
+    reap(l.pidfd, l.pid, true, status);
+    ::close(l.pidfd);
+    l.pidfd = -1;
+  }
+}
+
+} // namespace aspawn
