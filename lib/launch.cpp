@@ -402,6 +402,15 @@ int reap(int pidfd, int pid, bool block, int& status,
     }
     if (r == -EINTR)
       continue;
+    if (r == -EAGAIN && block) {
+      // A non-blocking pidfd (Asio sets O_NONBLOCK) makes waitid(P_PIDFD)
+      // refuse to block (Linux 5.10+): wait for readiness instead.
+      pollfd p{pidfd, POLLIN, 0};
+      ::poll(&p, 1, -1);
+      continue;
+    }
+    if (r == -EAGAIN)
+      return 0;
     if (r < 0)
       return static_cast<int>(r);
     break;

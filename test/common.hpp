@@ -1,0 +1,170 @@
+// Shared test utilities.
+#ifndef ASPAWN_TEST_COMMON_HPP
+#define ASPAWN_TEST_COMMON_HPP
+
+#include <aspawn/aspawn.hpp>
+
+#include <boost/asio.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <dirent.h>
+#include <fcntl.h>
+#include <set>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace test {
+
+namespace asio = boost::asio;
+using aspawn::error_code;
+
+/// The helper child program (test/helper.cpp).
+inline std::string helper() {
+  const char* p = std::getenv("ASPAWN_TEST_HELPER");
+  REQUIRE(p != nullptr);
+  return p;
+}
+
+inline std::string srcdir() {
+  const char* p = std::getenv("ASPAWN_TEST_SRCDIR");
+  REQUIRE(p != nullptr);
+  return p;
+}
+
+/// The helper with the given modes.
+inline aspawn::command helper_cmd(std::initializer_list<std::string_view> args) {
+  return aspawn::command(helper(), args);
+}
+
+/// The open fds of this process.
+inline std::set<int> open_fds() {
+  std::set<int> fds;
+  DIR* d = ::opendir("/proc/self/fd");
+  REQUIRE(d != nullptr);
+  int self = ::dirfd(d);
+  while (auto* e = ::readdir(d)) {
+    if (e->d_name[0] == '.')
+      continue;
+    int fd = std::atoi(e->d_name);
+    if (fd != self)
+      fds.insert(fd);
+  }
+  ::closedir(d);
+  return fds;
+}
+
+/// Whether this process has any child left (running or zombie).
+inline bool has_children() {
+  siginfo_t info{};
+  int r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
+  return r == 0; // ECHILD: none at all
+}
+
+/// A pipe whose read end is close-on-exec in the parent.
+struct pipe_pair {
+  int rd = -1, wr = -1;
+  pipe_pair() { REQUIRE(::pipe2(&rd, O_CLOEXEC) == 0); }
+  ~pipe_pair() { close_rd(); close_wr(); }
+  void close_rd() { if (rd >= 0) ::close(rd); rd = -1; }
+  void close_wr() { if (wr >= 0) ::close(wr); wr = -1; }
+  std::string read_all() {
+    close_wr();
+    std::string out;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(rd, buf, sizeof buf);
+      if (n > 0) { out.append(buf, static_cast<std::size_t>(n)); continue; }
+      if (n < 0 && errno == EINTR) continue;
+      break;
+    }
+    return out;
+  }
+};
+
+/// Runs `cmd` with stdout captured; returns {exit code, output}.
+struct run_result {
+  error_code ec;
+  int code = -1;
+  std::string out;
+};
+
+inline run_result run(aspawn::command cmd) {
+  pipe_pair p;
+  cmd.stdout_(aspawn::redirect::from_fd(p.wr));
+  asio::io_context ctx;
+  run_result r;
+  aspawn::async_execute(ctx, cmd, [&](error_code ec, int code) {
+    r.ec = ec;
+    r.code = code;
+  });
+  p.close_wr();
+  // Read while the io_context runs the launch: the child may write a lot.
+  std::string out;
+  std::thread reader([&] { out = p.read_all(); });
+  ctx.run();
+  reader.join();
+  r.out = std::move(out);
+  return r;
+}
+
+/// Runs `cmd` (no capture) and returns the launch/wait error.
+inline error_code run_error(const aspawn::command& cmd, int* code = nullptr) {
+  asio::io_context ctx;
+  error_code result;
+  aspawn::async_execute(ctx, cmd, [&](error_code ec, int c) {
+    result = ec;
+    if (code)
+      *code = c;
+  });
+  ctx.run();
+  return result;
+}
+
+inline std::vector<std::string> lines(const std::string& s) {
+  std::vector<std::string> v;
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    auto nl = s.find('\n', pos);
+    if (nl == std::string::npos) nl = s.size();
+    v.push_back(s.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
+  return v;
+}
+
+/// The value of a /proc/self/status-style line "Name:\tvalue" in `out`.
+inline std::string field(const std::string& out, const std::string& name) {
+  for (auto& l : lines(out))
+    if (l.rfind(name + ":", 0) == 0) {
+      auto v = l.substr(name.size() + 1);
+      auto b = v.find_first_not_of(" \t");
+      return b == std::string::npos ? "" : v.substr(b);
+    }
+  return "<missing>";
+}
+
+inline std::uint64_t hex(const std::string& s) {
+  return std::stoull(s, nullptr, 16);
+}
+
+inline std::uint64_t sigbit(int sig) { return 1ull << (sig - 1); }
+
+/// A child function that blocks reading one byte from the fd stored in its
+/// data; fails the step with -EPIPE on EOF.
+ASPAWN_CHILD_FN inline int block_on_fd(void* data, std::size_t) {
+  int fd = *static_cast<int*>(data);
+  char c;
+  long r;
+  do
+    r = aspawn::sys::read(fd, &c, 1);
+  while (r == -EINTR);
+  return r == 1 ? 0 : -EPIPE;
+}
+
+} // namespace test
+
+#endif
