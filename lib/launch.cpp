@@ -253,14 +253,18 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
     argv[i] = reinterpret_cast<char*>(blob + argv_off[i]);
   argv[argc] = nullptr;
 
+  // `low` tracks the lowest byte written so far: the child's stack pointer
+  // starts below it.
+  std::byte* low = reinterpret_cast<std::byte*>(argv);
   char** envp;
   const auto* set_off = reinterpret_cast<const std::uint32_t*>(blob + h.env);
   const auto* unset_off = reinterpret_cast<const std::uint32_t*>(blob + h.unset);
   if (h.env_mode == 0) {
-    envp = env;
+    envp = env ? env : argv + argc; // no environment: the argv terminator
   } else {
     std::size_t cap = h.env_count + (h.env_mode == 1 ? env_n : 0);
     envp = argv - (cap + 1);
+    low = reinterpret_cast<std::byte*>(envp);
     std::size_t n = 0;
     if (h.env_mode == 1) {
       for (std::size_t i = 0; i < env_n; ++i) {
@@ -278,11 +282,6 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
       envp[n++] = reinterpret_cast<char*>(blob + set_off[k]);
     envp[n] = nullptr;
   }
-  if (envp == nullptr) {
-    envp = argv + argc; // an empty environment: the argv terminator
-  }
-  std::byte* low = std::min(reinterpret_cast<std::byte*>(envp),
-                            reinterpret_cast<std::byte*>(argv));
   auto* cargs = reinterpret_cast<detail::child_args*>(
       reinterpret_cast<std::uintptr_t>(low - sizeof(detail::child_args)) &
       ~std::uintptr_t{15});

@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <vector>
 
+using aspawn::error_code;
+
 namespace test {
 
 namespace asio = boost::asio;

@@ -199,15 +199,27 @@ TEST_CASE("a status stolen by waitpid(-1) is a clear error, not a hang",
   CHECK(ec.message().find("collected elsewhere") != std::string::npos);
 }
 
-TEST_CASE("processes can be destroyed after their io_context",
-          "[process][lifetime]") {
+TEST_CASE("a detached child outlives its io_context", "[process][lifetime]") {
   auto ctx = std::make_unique<io_context>();
-  auto p = spawn(*ctx, test::helper_cmd({"pause"}));
-  int pid = p.id();
-  p.detach(); // the reaper owns it now
+  int pid;
+  {
+    auto p = spawn(*ctx, test::helper_cmd({"pause"}));
+    pid = p.id();
+    p.detach(); // the reaper owns it now
+  }
   ctx.reset(); // shutdown: a detached, running child is left to run
   CHECK(::kill(pid, 0) == 0);
   ::kill(pid, SIGKILL);
   int status;
   CHECK(::waitpid(pid, &status, 0) == pid);
+}
+
+TEST_CASE("destroying the io_context reaps the children killed by destructors",
+          "[process][lifetime]") {
+  auto ctx = std::make_unique<io_context>();
+  {
+    auto p = spawn(*ctx, test::helper_cmd({"pause"}));
+  } // killed; the reaper has not run yet
+  ctx.reset(); // the reaper's shutdown reaps it
+  CHECK_FALSE(test::has_children());
 }

@@ -27,6 +27,12 @@
 // (`detach()`) is left running; the reaper still reaps it when it exits, as
 // long as the execution context lives.
 //
+// As every Asio I/O object, a process object must be destroyed before its
+// execution context. Destroying the context runs the reaper's shutdown: the
+// children it holds that were killed by destructors are reaped then; detached
+// ones still running are left to run (they become zombies when they exit,
+// until this program exits, since nothing is left to reap them).
+//
 // Thread safety
 // -------------
 // Distinct objects: safe. Shared objects: unsafe (as every Asio I/O object).
