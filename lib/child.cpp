@@ -68,24 +68,33 @@ ASPAWN_CHILD_INTERNAL bool in_sorted(const std::int32_t* keep, std::uint32_t n,
 
 // Closes every fd >= 3 except the sorted list `keep` and the status pipe.
 ASPAWN_CHILD_INTERNAL long close_others(const std::int32_t* keep,
-                                        std::uint32_t n, int status_fd) {
+                                        std::uint32_t n, int status_fd,
+                                        int exec_fd) {
   // close_range over the gaps between kept fds (Linux 5.9).
   unsigned lo = 3;
   bool use_range = true;
+  // [from, to] inclusive, skipping the status pipe and the held executable
   auto close_gap = [&](unsigned from, unsigned to) -> long {
-    // [from, to] inclusive, skipping status_fd
     if (from > to)
       return 0;
-    unsigned sfd = static_cast<unsigned>(status_fd);
-    if (sfd >= from && sfd <= to) {
-      long r = 0;
-      if (sfd > from)
-        r = sys::syscall3(SYS_close_range, from, sfd - 1, 0);
-      if (r < 0)
-        return r;
-      if (sfd < to)
-        r = sys::syscall3(SYS_close_range, sfd + 1, to, 0);
-      return r;
+    unsigned skip[2] = {static_cast<unsigned>(status_fd),
+                        static_cast<unsigned>(exec_fd)};
+    if (skip[0] > skip[1]) {
+      unsigned t = skip[0];
+      skip[0] = skip[1];
+      skip[1] = t;
+    }
+    for (unsigned k : skip) {
+      if (static_cast<int>(k) < 0 || k < from || k > to)
+        continue;
+      if (k > from) {
+        long r = sys::syscall3(SYS_close_range, from, k - 1, 0);
+        if (r < 0)
+          return r;
+      }
+      from = k + 1;
+      if (from > to || from == 0)
+        return 0;
     }
     return sys::syscall3(SYS_close_range, from, to, 0);
   };
@@ -140,7 +149,7 @@ ASPAWN_CHILD_INTERNAL long close_others(const std::int32_t* keep,
           fd = fd * 10 + (*p - '0');
         }
         if (digits && fd >= 3 && fd != dfd && fd != status_fd &&
-            !in_sorted(keep, n, fd))
+            fd != exec_fd && !in_sorted(keep, n, fd))
           sys::close(fd);
         pos += reclen;
       }
@@ -159,7 +168,7 @@ ASPAWN_CHILD_INTERNAL long close_others(const std::int32_t* keep,
     return r;
   unsigned long top = lim.cur > 65536 ? 65536 : lim.cur;
   for (unsigned long fd = 3; fd < top; ++fd)
-    if (static_cast<int>(fd) != status_fd &&
+    if (static_cast<int>(fd) != status_fd && static_cast<int>(fd) != exec_fd &&
         !in_sorted(keep, n, static_cast<int>(fd)))
       sys::close(static_cast<int>(fd));
   return 0;
@@ -228,7 +237,8 @@ ASPAWN_CHILD_INTERNAL long run_step(const step& s, const std::byte* blob,
     return r == -EBADF ? 0 : r; // closing a closed fd is what was asked
   }
   case step_kind::close_others:
-    return close_others(ints_at(blob, s.str), s.len, args.status_fd);
+    return close_others(ints_at(blob, s.str), s.len, args.status_fd,
+                        args.exec_fd);
   case step_kind::chdir:
     return sys::chdir(str_at(blob, s.str));
   case step_kind::fchdir:
@@ -312,13 +322,23 @@ aspawn_child_main(void* raw) {
   if (status_fd <= static_cast<int>(h.max_fd)) {
     long moved = sys::fcntl(status_fd, F_DUPFD_CLOEXEC,
                             static_cast<long>(h.max_fd) + 1);
-    if (moved < 0)
-      sys::exit_group(127);
+    if (moved < 0) // e.g. a named fd at the RLIMIT_NOFILE limit: report it
+      fail(status_fd, -1, step_kind::dup, moved);
     sys::close(status_fd);
     status_fd = static_cast<int>(moved);
   }
+  // The held executable likewise.
+  int exec_fd = h.exec_fd;
+  if (exec_fd >= 0 && exec_fd <= static_cast<int>(h.max_fd)) {
+    long moved = sys::fcntl(exec_fd, F_DUPFD_CLOEXEC,
+                            static_cast<long>(h.max_fd) + 1);
+    if (moved < 0)
+      fail(status_fd, -1, step_kind::dup, moved);
+    exec_fd = static_cast<int>(moved);
+  }
   child_args local = args;
   local.status_fd = status_fd;
+  local.exec_fd = exec_fd;
 
   if (args.reset_handlers) {
     long r = reset_handlers();
@@ -336,12 +356,13 @@ aspawn_child_main(void* raw) {
   sys::sigset mask = (h.flags & flag_sigmask) ? h.sigmask : args.parent_mask;
   sys::rt_sigprocmask(SIG_SETMASK, &mask, nullptr);
 
-  long r;
-  if (h.exec_fd >= 0)
-    r = sys::syscall5(SYS_execveat, h.exec_fd, reinterpret_cast<long>(""),
+  long r = -ENOSYS;
+  if (exec_fd >= 0)
+    r = sys::syscall5(SYS_execveat, exec_fd, reinterpret_cast<long>(""),
                       reinterpret_cast<long>(args.argv),
                       reinterpret_cast<long>(args.envp), AT_EMPTY_PATH);
-  else
+  // No execveat (before 3.19), or a file that became a script: by path.
+  if (exec_fd < 0 || r == -ENOSYS || r == -ENOENT)
     r = sys::syscall3(SYS_execve, reinterpret_cast<long>(args.path),
                       reinterpret_cast<long>(args.argv),
                       reinterpret_cast<long>(args.envp));

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -393,6 +394,50 @@ command& command::parent_death_signal(int sig) {
   return *this;
 }
 
+command::held_fd::~held_fd() {
+  if (fd >= 0)
+    ::close(fd);
+}
+
+command& command::hold_executable() {
+  if (error_ || exe_.empty())
+    return *this;
+  int fd = ::open(exe_.c_str(), O_PATH | O_CLOEXEC);
+  if (fd < 0) {
+    fail(error_code(errno, boost::system::system_category()));
+    return *this;
+  }
+  // A script's interpreter would be handed /dev/fd/N, closed at exec: keep
+  // launching scripts by path.
+  int rfd = ::open(exe_.c_str(), O_RDONLY | O_CLOEXEC);
+  char magic[2] = {0, 0};
+  bool script = rfd >= 0 && ::read(rfd, magic, 2) == 2 && magic[0] == '#' &&
+                magic[1] == '!';
+  if (rfd >= 0)
+    ::close(rfd);
+  if (script) {
+    ::close(fd);
+    return *this;
+  }
+  exe_fd_ = std::make_shared<const held_fd>(fd);
+  modified();
+  return *this;
+}
+
+command& command::cgroup(std::string_view path) {
+  if (!check_text(path))
+    return *this;
+  std::string p(path);
+  int fd = ::open(p.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    fail(error_code(errno, boost::system::system_category()));
+    return *this;
+  }
+  cgroup_fd_ = std::make_shared<const held_fd>(fd);
+  modified();
+  return *this;
+}
+
 command& command::child_function(child_function_type fn, const void* data,
                                  std::size_t size) {
   if (!fn) {
@@ -523,7 +568,23 @@ std::size_t command::pack(std::byte* out) const noexcept {
   for (const auto& s : steps_)
     if (s.st.kind == step_kind::close)
       max_fd = std::max(max_fd, s.st.a);
+  // Parent descriptors the steps read (dup sources, fchdir and tcsetpgrp
+  // fds): no scratch copy may be written over one of them before it is read.
+  std::vector<int> in_use;
+  for (int i = 0; i < 3; ++i)
+    if (stdio_[i].which() == redirect::kind::fd)
+      in_use.push_back(stdio_[i].fd());
+  for (const auto& s : steps_)
+    if (s.st.kind == step_kind::dup || s.st.kind == step_kind::fchdir ||
+        s.st.kind == step_kind::tcsetpgrp)
+      in_use.push_back(s.st.a);
   int next_scratch = max_fd + 1;
+  auto take_scratch = [&] {
+    while (std::find(in_use.begin(), in_use.end(), next_scratch) !=
+           in_use.end())
+      ++next_scratch;
+    return next_scratch++;
+  };
 
   std::size_t si = 0;
   auto emit = [&](const detail::step& st) {
@@ -543,9 +604,9 @@ std::size_t command::pack(std::byte* out) const noexcept {
     if (stdio_[i].which() == redirect::kind::fd) {
       auto st = blank(step_kind::dup);
       st.a = stdio_[i].fd();
-      st.b = next_scratch;
+      st.b = take_scratch();
       st.c = 1; // scratch: close-on-exec
-      scratch_for_stdio[static_cast<std::size_t>(i)] = next_scratch++;
+      scratch_for_stdio[static_cast<std::size_t>(i)] = st.b;
       emit(st);
     }
   std::vector<int> scratch_for_step(steps_.size(), -1);
@@ -554,9 +615,9 @@ std::size_t command::pack(std::byte* out) const noexcept {
     if (s.st.kind == step_kind::dup && s.st.a != s.st.b) {
       auto st = blank(step_kind::dup);
       st.a = s.st.a;
-      st.b = next_scratch;
+      st.b = take_scratch();
       st.c = 1;
-      scratch_for_step[k] = next_scratch++;
+      scratch_for_step[k] = st.b;
       emit(st);
     }
   }
@@ -623,6 +684,8 @@ std::size_t command::pack(std::byte* out) const noexcept {
   }
   if (close_others_) {
     std::vector<std::int32_t> keep{0, 1, 2};
+    // (the held executable fd is kept by the child itself, wherever it
+    // moved it)
     for (int t : targets_)
       keep.push_back(t);
     std::sort(keep.begin(), keep.end());
@@ -646,7 +709,7 @@ std::size_t command::pack(std::byte* out) const noexcept {
   h.step_count = static_cast<std::uint32_t>(si);
   h.steps = steps_at;
   h.max_fd = static_cast<std::uint32_t>(next_scratch - 1);
-  h.exec_fd = -1;
+  h.exec_fd = exe_fd_ ? exe_fd_->fd : -1;
   h.flags = has_mask_ ? detail::flag_sigmask : 0u;
   h.sigmask = mask_;
   w.set(hdr, h);

@@ -303,6 +303,7 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
   cargs->argv = argv;
   cargs->envp = envp;
   cargs->status_fd = pipefd[1];
+  cargs->exec_fd = -1;
 
   const bool creds = cmd.changes_credentials();
   if (creds)
@@ -321,7 +322,10 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
   int pidfd = -1;
   long pid = -ENOSYS;
   auto m = static_cast<clone_method>(method.load(std::memory_order_relaxed));
-  if (m != clone_method::legacy_clone) {
+  const int cgroup_fd = cmd.cgroup_fd();
+  if (cgroup_fd >= 0 && m == clone_method::legacy_clone)
+    pid = -ENOTSUP; // only clone3 can place a child in a cgroup
+  else if (m != clone_method::legacy_clone) {
     cargs->reset_handlers = 0;
     struct clone_args ca;
     std::memset(&ca, 0, sizeof ca);
@@ -330,8 +334,19 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
     ca.exit_signal = SIGCHLD;
     ca.stack = reinterpret_cast<std::uintptr_t>(stack.map + stack.guard);
     ca.stack_size = static_cast<std::uint64_t>(sp - (stack.map + stack.guard));
-    pid = aspawn_clone3(&ca, CLONE_ARGS_SIZE_VER0, aspawn_child_main, cargs);
-    if (m == clone_method::automatic) {
+    std::size_t ca_size = CLONE_ARGS_SIZE_VER0;
+    if (cgroup_fd >= 0) {
+      ca.flags |= CLONE_INTO_CGROUP;
+      ca.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+      ca_size = CLONE_ARGS_SIZE_VER2;
+    }
+    pid = aspawn_clone3(&ca, ca_size, aspawn_child_main, cargs);
+    if (cgroup_fd >= 0) {
+      // Errors are the cgroup's, or a kernel without CLONE_INTO_CGROUP;
+      // they say nothing about clone3 itself.
+      if (pid == -ENOSYS || pid == -E2BIG)
+        pid = -ENOTSUP;
+    } else if (m == clone_method::automatic) {
       if (pid == -ENOSYS || pid == -EINVAL || pid == -EPERM) {
         method.store(static_cast<int>(clone_method::legacy_clone));
         m = clone_method::legacy_clone;
@@ -340,7 +355,7 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
       }
     }
   }
-  if (m == clone_method::legacy_clone) {
+  if (m == clone_method::legacy_clone && cgroup_fd < 0) {
     cargs->reset_handlers = 1;
     pid = aspawn_clone(CLONE_VM | CLONE_PIDFD | SIGCHLD, sp, &pidfd,
                        aspawn_child_main, cargs);
@@ -356,6 +371,8 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
     if (creds)
       end_credential_launch();
     stacks.release(stack);
+    if (pid == -ENOTSUP)
+      return errc::unsupported_by_kernel;
     return sys_error(pid);
   }
   out.pid = static_cast<int>(pid);

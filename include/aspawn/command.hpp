@@ -43,7 +43,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <concepts>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,6 +89,15 @@ public:
     redirect r(kind::fd);
     r.fd_ = fd;
     return r;
+  }
+  /// Duplicate the descriptor of any object with `native_handle()` (an
+  /// `asio::readable_pipe`, `asio::writable_pipe`, a socket, a file...).
+  template <typename IoObject>
+    requires requires(IoObject& o) {
+      { o.native_handle() } -> std::convertible_to<int>;
+    }
+  static redirect from(IoObject& io) noexcept {
+    return from_fd(static_cast<int>(io.native_handle()));
   }
   /// Make it a copy of the child's stdout (`2>&1`).
   static redirect to_stdout() noexcept { return redirect(kind::to_stdout); }
@@ -237,6 +248,17 @@ public:
   /// Signal sent to the child when the launching thread exits
   /// (`PR_SET_PDEATHSIG`).
   command& parent_death_signal(int sig);
+  /// Holds the executable open (`O_PATH`) from now on and launches it with
+  /// `execveat(fd, "", ..., AT_EMPTY_PATH)`: later renames or replacements
+  /// of the path do not affect the command. Scripts (`#!`) are launched by
+  /// path, since their interpreter could not open a close-on-exec fd.
+  command& hold_executable();
+  /// Starts the child directly in the cgroup v2 directory `path`
+  /// (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7). The directory is opened
+  /// now and held; launches fail with `errc::unsupported_by_kernel` where
+  /// the kernel cannot do it, or with the kernel's error if the cgroup
+  /// refuses the child.
+  command& cgroup(std::string_view path);
   /// Runs `fn(data, size)` in the child, as a step among the others, with a
   /// private copy of `size` bytes at `data` placed on the child's stack.
   command& child_function(child_function_type fn, const void* data = nullptr,
@@ -273,6 +295,11 @@ public:
   /// aligned). Internal: used by the launcher.
   void pack_into(std::byte* out) const noexcept;
 
+  /// The held executable fd, or -1 (see `hold_executable`).
+  int executable_fd() const noexcept { return exe_fd_ ? exe_fd_->fd : -1; }
+  /// The held cgroup directory fd, or -1 (see `cgroup`).
+  int cgroup_fd() const noexcept { return cgroup_fd_ ? cgroup_fd_->fd : -1; }
+
   /// Whether launching changes credentials (see `docs/design.md`).
   bool changes_credentials() const noexcept { return creds_; }
 
@@ -282,6 +309,15 @@ private:
     std::string text;                // string argument
     std::vector<std::int32_t> ints;  // array argument
     std::vector<std::byte> bytes;    // raw bytes (user data, cpu set)
+  };
+
+  // A descriptor the command holds; copies of the command share it.
+  struct held_fd {
+    int fd = -1;
+    explicit held_fd(int f) noexcept : fd(f) {}
+    held_fd(const held_fd&) = delete;
+    held_fd& operator=(const held_fd&) = delete;
+    ~held_fd();
   };
 
   void fail(error_code ec);
@@ -306,6 +342,8 @@ private:
   bool has_mask_ = false;
   std::uint64_t mask_ = 0;
   bool creds_ = false;
+  std::shared_ptr<const held_fd> exe_fd_;
+  std::shared_ptr<const held_fd> cgroup_fd_;
   error_code error_;
   std::vector<std::byte> packed_;
 };

@@ -82,6 +82,7 @@ struct child_args {
   char* const* argv;
   char* const* envp;
   int status_fd;              // write end of the status pipe
+  int exec_fd;                // held executable (child-side), or -1
   int reset_handlers;         // 1 on the plain-clone path
   sys::sigset parent_mask;    // the parent thread's mask before the launch
 };
