@@ -299,6 +299,12 @@ command& command::signal_mask(std::uint64_t mask) {
 }
 
 command& command::signal_default(std::uint64_t set) {
+  constexpr std::uint64_t fixed =
+      (1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1));
+  if (set & fixed) { // their disposition cannot be changed at all
+    fail(error_code(EINVAL, boost::system::system_category()));
+    return *this;
+  }
   add_step(step_kind::signal_default).st.x = set;
   return *this;
 }

@@ -155,6 +155,63 @@ inline std::uint64_t hex(const std::string& s) {
 
 inline std::uint64_t sigbit(int sig) { return 1ull << (sig - 1); }
 
+// Launches `cmd`, expects the launch to fail in the child at a step of
+// `kind` with errno `err`, and checks that nothing is left behind.
+inline aspawn::error_code expect_step_failure(const aspawn::command& cmd, aspawn::step_kind kind,
+                                       int err) {
+  REQUIRE_FALSE(cmd.error());
+  auto before = test::open_fds();
+  aspawn::error_code result;
+  bool called = false;
+  {
+    asio::io_context ctx;
+    aspawn::async_spawn(ctx, cmd, [&](aspawn::error_code ec, auto p) {
+      called = true;
+      result = ec;
+      CHECK_FALSE(p.is_open());
+      if (!ec) {
+        aspawn::error_code ignored;
+        p.terminate(ignored);
+      }
+    });
+    ctx.run();
+  }
+  REQUIRE(called);
+  INFO("launch result: " << result.message());
+  CHECK(result.category() == aspawn::child_category());
+  CHECK(aspawn::failed_step_kind(result) == kind);
+  CHECK(aspawn::child_errno(result) == err);
+  CHECK(result.message().find("(" + std::string(aspawn::to_string(kind)) +
+                              ")") != std::string::npos);
+  CHECK(test::open_fds() == before);
+  CHECK_FALSE(test::has_children());
+  return result;
+}
+// Expects `cmd` to be invalid with `expected`, and a launch of it to fail
+// with that error before anything is cloned or opened.
+inline void expect_invalid(const aspawn::command& cmd, aspawn::error_code expected) {
+  CHECK(cmd.error() == expected);
+  auto before = test::open_fds();
+  aspawn::error_code result;
+  bool called = false;
+  std::size_t stacks = 99;
+  {
+    asio::io_context ctx;
+    aspawn::async_spawn(ctx, cmd, [&](aspawn::error_code ec, auto p) {
+      called = true;
+      result = ec;
+      CHECK_FALSE(p.is_open());
+    });
+    ctx.run();
+    stacks = aspawn::stack_pool::of(ctx).created();
+  }
+  REQUIRE(called);
+  CHECK(result == expected);
+  CHECK(stacks == 0);
+  CHECK(test::open_fds() == before);
+  CHECK_FALSE(test::has_children());
+}
+
 /// A child function that blocks reading one byte from the fd stored in its
 /// data; fails the step with -EPIPE on EOF.
 ASPAWN_CHILD_FN inline int block_on_fd(void* data, std::size_t) {

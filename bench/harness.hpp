@@ -1,0 +1,114 @@
+//
+// bench/harness.hpp
+// ~~~~~~~~~~~~~~~~~
+//
+// The contender interface of aspawn-bench.
+//
+// A contender is one way of launching a program and collecting its exit
+// status (posix_spawn + waitpid, Boost.Process v2, aspawn, ...). The harness
+// knows nothing about how a contender works: it opens a `session` (fresh
+// state: an io_context, an epoll set, stacks...) and drives it through the
+// function objects below. Every function launches `path` with argv = {path}
+// and the harness's environment, and throws std::runtime_error when a launch
+// fails or a child exits with a status other than 0.
+//
+// Adding a contender means writing one file with a registration function
+// (see bench_aspawn.cpp) and calling it from main.cpp.
+//
+
+#ifndef ASPAWN_BENCH_HARNESS_HPP
+#define ASPAWN_BENCH_HARNESS_HPP
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace aspawn_bench {
+
+/// Monotonic time in nanoseconds.
+inline std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// One launch measured by `session::launch_one`.
+struct launch_sample {
+  /// Time the calling thread spent inside the launch call itself (the
+  /// function that starts the child; for an asynchronous API the initiating
+  /// function, not the wait).
+  std::int64_t call_ns = 0;
+  /// Time from entering the launch call to the moment the caller learned of
+  /// the reaped exit (the completion handler ran, waitpid returned...).
+  std::int64_t total_ns = 0;
+};
+
+/// Live state of one contender; the function objects share it and it is
+/// freed when the last copy of the session goes away.
+struct session {
+  /// Launches `path` once, waits for its exit and reaps it.
+  std::function<launch_sample(const char* path)> launch_one;
+
+  /// Launches `path` `count` times with at most `in_flight` children alive at
+  /// any moment, launching a new one as soon as one is reaped. Returns when
+  /// every child has been reaped.
+  std::function<void(const char* path, int count, int in_flight)> run_batch;
+
+  /// Optional. Starts `count` children of the argument-less program `path`
+  /// (they never exit on their own) and keeps waiting for each of them the
+  /// way this contender waits for its children (an async_wait, an epoll
+  /// registration...). Returns once all of them are started.
+  std::function<void(const char* path, int count)> start_sleepers;
+
+  /// Optional (needed with start_sleepers). Makes sure the sleepers die
+  /// (kill_children_named may be used) and returns when this contender has
+  /// seen every one of them exit.
+  std::function<void()> stop_sleepers;
+};
+
+struct contender {
+  /// Short identifier, used in files and tables: [a-z0-9_].
+  std::string name;
+  /// One line: how it launches and how it waits.
+  std::string description;
+  /// Opens a fresh session.
+  std::function<session()> open;
+};
+
+class registry {
+public:
+  void add(contender c) { list_.push_back(std::move(c)); }
+  const std::vector<contender>& all() const noexcept { return list_; }
+
+private:
+  std::vector<contender> list_;
+};
+
+/// Throws std::runtime_error("what: strerror(err)").
+[[noreturn]] void throw_errno(int err, const char* what);
+
+/// Throws unless `wait_status` (as filled by waitpid) is a normal exit with
+/// status 0.
+void check_wait_status(int wait_status, const char* who);
+
+/// Sends SIGKILL to every child of this process whose command name (the
+/// first 15 bytes of the executable's file name, as in /proc/PID/stat) is
+/// the file name of `path`. Returns how many were signalled.
+int kill_children_named(const char* path);
+
+// Registration functions, one per file.
+void register_libc_contenders(registry& r);
+void register_raw_contenders(registry& r);
+#if defined(ASPAWN_BENCH_HAVE_BOOST_PROCESS)
+void register_boost_process_v2_contenders(registry& r);
+void register_boost_process_v1_contenders(registry& r);
+#endif
+#if defined(ASPAWN_BENCH_HAVE_ASPAWN)
+void register_aspawn_contenders(registry& r);
+#endif
+
+} // namespace aspawn_bench
+
+#endif // ASPAWN_BENCH_HARNESS_HPP

@@ -1,0 +1,1295 @@
+//
+// bench/main.cpp
+// ~~~~~~~~~~~~~~
+//
+// aspawn-bench: measures ways of launching a program from a C++ process on
+// the same workload in the same run, and reports each figure as a median
+// over repetitions and as a ratio to posix_spawn and to Boost.Process v2.
+// See bench/README.md for what each measurement means.
+//
+
+#include "alloc_count.hpp"
+#include "harness.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <gnu/libc-version.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <boost/version.hpp>
+
+#if defined(ASPAWN_BENCH_HAVE_GBENCH)
+#include <benchmark/benchmark.h>
+#endif
+
+namespace aspawn_bench {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+struct program {
+  std::string label;
+  std::string path;
+};
+
+struct options {
+  std::string exit0_path;
+  std::string pause_path;
+  std::string true_path = "/bin/true";
+  std::string json_path;
+  std::string markdown_path;
+  std::string plot_dir;
+  bool quick = false;
+  int reps = 5;
+  int samples = 200;
+  double batch_seconds = 0.15;
+  std::vector<int> in_flight = {1, 4, 16, 64};
+  int memory_in_flight = 16;
+  std::vector<double> parent_gib = {0, 1, 4};
+  int sleepers = 1000;
+  int alloc_launches = 100;
+  int min_rounds = 2; // a throughput batch launches at least this * in_flight
+  std::set<std::string> only;
+  std::set<std::string> phases;
+  bool list = false;
+  bool gbench = false;
+  std::vector<std::string> gbench_args;
+};
+
+const char* const all_phases[] = {"launch", "throughput", "memory", "sleepers",
+                                  "allocs"};
+
+const char* const ref_posix = "posix_spawn";
+const char* const ref_bp2 = "bp2_default";
+
+std::string dir_of_self() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0)
+    return ".";
+  std::string p(buf, static_cast<std::size_t>(n));
+  auto slash = p.rfind('/');
+  return slash == std::string::npos ? "." : p.substr(0, slash);
+}
+
+void usage(std::ostream& os) {
+  os << R"(usage: aspawn-bench [options]
+
+Launches two programs (aspawn-exit0, a static no-libc binary, and /bin/true)
+with every contender and reports medians over repetitions, each with its
+ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
+
+  --exit0 PATH           the exit0 program (default: aspawn-exit0 next to
+                         this executable)
+  --pause PATH           the never-exiting child for --sleepers (default:
+                         aspawn-pause next to this executable)
+  --true PATH            the second program (default: /bin/true)
+  --json PATH            write the results as JSON
+  --markdown PATH        write the results as Markdown tables
+  --plot-data DIR        write gnuplot data (DIR/plot-throughput.tmp,
+                         DIR/plot-parent-size.tmp)
+  --quick                a short run (under 30 s on an idle machine): fewer
+                         repetitions and samples, shorter batches, no 4 GiB
+                         parent, 250 live children
+  --reps N               repetitions (default 5, quick 3)
+  --samples N            one-at-a-time launches per repetition (default 200,
+                         quick 30)
+  --batch-seconds S      target length of one throughput batch (default 0.15,
+                         quick 0.03)
+  --in-flight LIST       in-flight counts, comma-separated (default 1,4,16,64)
+  --memory-in-flight N   in-flight count of the parent-size runs (default 16)
+  --parent-gib LIST      touched parent memory in GiB, comma-separated
+                         (default 0,1,4; quick 0,1)
+  --skip-4gib            drop parent sizes of 4 GiB and more
+  --sleepers N           live children during the "live children" runs
+                         (default 1000, quick 250)
+  --alloc-launches N     warm launches counted for allocations (default 100)
+  --only LIST            only these contenders (comma-separated names)
+  --phases LIST          only these phases: launch,throughput,memory,
+                         sleepers,allocs
+  --list                 list the contenders and exit
+  --gbench [ARGS...]     run the one-at-a-time launch through Google
+                         Benchmark instead (the rest of the command line goes
+                         to Google Benchmark)
+  --help
+)";
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty())
+      out.push_back(item);
+  return out;
+}
+
+int to_int(const std::string& s, const char* flag) {
+  try {
+    std::size_t pos = 0;
+    int v = std::stoi(s, &pos);
+    if (pos == s.size() && v >= 0)
+      return v;
+  } catch (const std::exception&) {
+  }
+  throw std::invalid_argument(std::string("bad value for ") + flag + ": " + s);
+}
+
+double to_double(const std::string& s, const char* flag) {
+  try {
+    std::size_t pos = 0;
+    double v = std::stod(s, &pos);
+    if (pos == s.size() && v >= 0)
+      return v;
+  } catch (const std::exception&) {
+  }
+  throw std::invalid_argument(std::string("bad value for ") + flag + ": " + s);
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  bool reps_set = false, samples_set = false, batch_set = false,
+       gib_set = false, sleepers_set = false, skip4 = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc)
+        throw std::invalid_argument("missing value for " + a);
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      usage(std::cout);
+      std::exit(0);
+    } else if (a == "--exit0") {
+      o.exit0_path = value();
+    } else if (a == "--pause") {
+      o.pause_path = value();
+    } else if (a == "--true") {
+      o.true_path = value();
+    } else if (a == "--json") {
+      o.json_path = value();
+    } else if (a == "--markdown") {
+      o.markdown_path = value();
+    } else if (a == "--plot-data") {
+      o.plot_dir = value();
+    } else if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--reps") {
+      o.reps = std::max(1, to_int(value(), "--reps"));
+      reps_set = true;
+    } else if (a == "--samples") {
+      o.samples = std::max(1, to_int(value(), "--samples"));
+      samples_set = true;
+    } else if (a == "--batch-seconds") {
+      o.batch_seconds = to_double(value(), "--batch-seconds");
+      batch_set = true;
+    } else if (a == "--in-flight") {
+      o.in_flight.clear();
+      for (auto& s : split(value()))
+        o.in_flight.push_back(std::max(1, to_int(s, "--in-flight")));
+    } else if (a == "--memory-in-flight") {
+      o.memory_in_flight = std::max(1, to_int(value(), "--memory-in-flight"));
+    } else if (a == "--parent-gib") {
+      o.parent_gib.clear();
+      for (auto& s : split(value()))
+        o.parent_gib.push_back(to_double(s, "--parent-gib"));
+      gib_set = true;
+    } else if (a == "--skip-4gib") {
+      skip4 = true;
+    } else if (a == "--sleepers") {
+      o.sleepers = to_int(value(), "--sleepers");
+      sleepers_set = true;
+    } else if (a == "--alloc-launches") {
+      o.alloc_launches = std::max(1, to_int(value(), "--alloc-launches"));
+    } else if (a == "--only") {
+      for (auto& s : split(value()))
+        o.only.insert(s);
+    } else if (a == "--phases") {
+      for (auto& s : split(value())) {
+        if (std::find_if(std::begin(all_phases), std::end(all_phases),
+                         [&](const char* p) { return s == p; }) ==
+            std::end(all_phases))
+          throw std::invalid_argument("unknown phase: " + s);
+        o.phases.insert(s);
+      }
+    } else if (a == "--list") {
+      o.list = true;
+    } else if (a == "--gbench") {
+      o.gbench = true;
+      for (++i; i < argc; ++i)
+        o.gbench_args.emplace_back(argv[i]);
+    } else {
+      throw std::invalid_argument("unknown option: " + a);
+    }
+  }
+  if (o.quick) {
+    if (!reps_set)
+      o.reps = 3;
+    if (!samples_set)
+      o.samples = 30;
+    if (!batch_set)
+      o.batch_seconds = 0.03;
+    if (!gib_set)
+      o.parent_gib = {0, 1};
+    if (!sleepers_set)
+      o.sleepers = 250;
+    o.alloc_launches = std::min(o.alloc_launches, 30);
+    o.min_rounds = 1;
+  }
+  if (skip4)
+    std::erase_if(o.parent_gib, [](double g) { return g >= 4; });
+  if (o.phases.empty())
+    for (const char* p : all_phases)
+      o.phases.insert(p);
+  const std::string dir = dir_of_self();
+  if (o.exit0_path.empty())
+    o.exit0_path = dir + "/aspawn-exit0";
+  if (o.pause_path.empty())
+    o.pause_path = dir + "/aspawn-pause";
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+// Results
+
+struct metric_info {
+  const char* id;
+  const char* title;
+  const char* unit;
+  bool higher_is_better;
+  const char* param; // nullptr: no parameter
+};
+
+const metric_info metrics[] = {
+    {"in_call_us", "Time inside the launch call", "us", false, nullptr},
+    {"latency_us", "Launch to reaped exit, one at a time", "us", false,
+     nullptr},
+    {"parent_cpu_us",
+     "CPU time of the launching thread per launch and reap, one at a time",
+     "us", false, nullptr},
+    {"throughput", "Throughput with N children in flight", "launches/s", true,
+     "in_flight"},
+    {"parent_size_throughput",
+     "Throughput with {in_flight} in flight by touched parent memory",
+     "launches/s", true, "parent_gib"},
+    {"sleepers_in_call_us",
+     "Time inside the launch call with {sleepers} live children waited on", "us",
+     false, nullptr},
+    {"sleepers_latency_us",
+     "Launch to reaped exit with {sleepers} live children waited on", "us", false,
+     nullptr},
+    {"allocs_per_launch",
+     "Heap allocations per warm launch (malloc family, whole process)",
+     "allocations", false, nullptr},
+    {"news_per_launch", "Of which through operator new", "allocations", false,
+     nullptr},
+};
+
+// The title with {in_flight} and {sleepers} filled in.
+std::string title_of(const metric_info& m, const options& o) {
+  std::string t = m.title;
+  auto fill = [&](const std::string& key, const std::string& v) {
+    if (auto pos = t.find(key); pos != std::string::npos)
+      t.replace(pos, key.size(), v);
+  };
+  fill("{in_flight}", std::to_string(o.memory_in_flight));
+  fill("{sleepers}", std::to_string(o.sleepers));
+  return t;
+}
+
+const metric_info& info_of(const std::string& id) {
+  for (const auto& m : metrics)
+    if (id == m.id)
+      return m;
+  throw std::logic_error("unknown metric " + id);
+}
+
+double median(std::vector<double> v) {
+  if (v.empty())
+    return std::nan("");
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+using result_key = std::tuple<std::string, std::string, std::string, double>;
+
+struct failure {
+  std::string contender;
+  std::string phase;
+  std::string error;
+};
+
+struct results {
+  // (metric, program label, contender, param or -1) -> one value per rep
+  std::map<result_key, std::vector<double>> values;
+  std::vector<failure> failures;
+
+  void add(const std::string& metric, const std::string& prog,
+           const std::string& cont, double param, double v) {
+    values[{metric, prog, cont, param}].push_back(v);
+  }
+
+  bool has(const std::string& metric, const std::string& prog,
+           const std::string& cont, double param) const {
+    return values.count({metric, prog, cont, param}) != 0;
+  }
+
+  double med(const std::string& metric, const std::string& prog,
+             const std::string& cont, double param) const {
+    auto it = values.find({metric, prog, cont, param});
+    return it == values.end() ? std::nan("") : median(it->second);
+  }
+
+  // NaN when either side is missing or the reference is 0.
+  double ratio(const std::string& metric, const std::string& prog,
+               const std::string& cont, double param,
+               const std::string& ref) const {
+    double a = med(metric, prog, cont, param);
+    double b = med(metric, prog, ref, param);
+    if (std::isnan(a) || std::isnan(b) || b == 0)
+      return std::nan("");
+    return a / b;
+  }
+
+  std::vector<double> params(const std::string& metric) const {
+    std::set<double> s;
+    for (const auto& [k, v] : values)
+      if (std::get<0>(k) == metric)
+        s.insert(std::get<3>(k));
+    return {s.begin(), s.end()};
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Measurement helpers
+
+std::int64_t thread_cpu_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+double mem_available_gib() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  long long kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:")
+      return static_cast<double>(kib) / (1024.0 * 1024.0);
+  return -1;
+}
+
+// Anonymous memory the parent holds and has written to, in 4 KiB pages (no
+// transparent huge pages, so fork has one page-table entry per page to copy).
+class held_memory {
+public:
+  explicit held_memory(double gib) {
+    size_ = static_cast<std::size_t>(gib * 1024.0 * 1024.0 * 1024.0);
+    if (size_ == 0)
+      return;
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      throw_errno(errno, "mmap(parent memory)");
+    base_ = static_cast<char*>(p);
+    ::madvise(base_, size_, MADV_NOHUGEPAGE);
+#if defined(MADV_POPULATE_WRITE)
+    if (::madvise(base_, size_, MADV_POPULATE_WRITE) == 0)
+      return;
+#endif
+    const long page = ::sysconf(_SC_PAGESIZE);
+    for (std::size_t off = 0; off < size_; off += static_cast<std::size_t>(page))
+      base_[off] = 1;
+  }
+  held_memory(const held_memory&) = delete;
+  held_memory& operator=(const held_memory&) = delete;
+  ~held_memory() {
+    if (base_ != nullptr)
+      ::munmap(base_, size_);
+  }
+
+private:
+  char* base_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Reaps children no contender accounted for; there should be none.
+int reap_strays(const options& o) {
+  kill_children_named(o.pause_path.c_str());
+  int n = 0;
+  int st = 0;
+  while (::waitpid(-1, &st, WNOHANG) > 0)
+    ++n;
+  return n;
+}
+
+void progress(const std::string& s) {
+  std::cerr << s << std::endl;
+}
+
+class runner {
+public:
+  runner(const options& o, std::vector<const contender*> cs,
+         std::vector<program> progs)
+      : o_(o), contenders_(std::move(cs)), programs_(std::move(progs)) {}
+
+  results& res() { return res_; }
+
+  void run() {
+    const std::int64_t t0 = now_ns();
+    auto timed = [&](const char* name, void (runner::*fn)()) {
+      if (!o_.phases.count(name))
+        return;
+      std::int64_t s = now_ns();
+      progress(std::string("== ") + name);
+      (this->*fn)();
+      progress(std::string("   ") + name + " took " +
+               fmt_seconds(now_ns() - s));
+    };
+    timed("launch", &runner::phase_launch);
+    timed("throughput", &runner::phase_throughput);
+    timed("memory", &runner::phase_memory);
+    timed("sleepers", &runner::phase_sleepers);
+    timed("allocs", &runner::phase_allocs);
+    elapsed_s_ = static_cast<double>(now_ns() - t0) / 1e9;
+  }
+
+  double elapsed_s() const noexcept { return elapsed_s_; }
+
+private:
+  static std::string fmt_seconds(std::int64_t ns) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1f s", static_cast<double>(ns) / 1e9);
+    return b;
+  }
+
+  // Contenders in a rotated order, so that none is always first or last.
+  std::vector<const contender*> order(int rep) const {
+    std::vector<const contender*> v;
+    const std::size_t n = contenders_.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      const contender* c = contenders_[(i + static_cast<std::size_t>(rep)) % n];
+      if (!broken_.count(c->name))
+        v.push_back(c);
+    }
+    return v;
+  }
+
+  // Runs fn, and drops the contender from the rest of the run if it throws.
+  template <class Fn>
+  void guarded(const contender& c, const char* phase, Fn&& fn) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      std::cerr << "!! " << c.name << " failed in " << phase << ": "
+                << e.what() << "; left out from here on" << std::endl;
+      res_.failures.push_back({c.name, phase, e.what()});
+      broken_.insert(c.name);
+      reap_strays(o_);
+    }
+  }
+
+  void check_strays(const char* phase) {
+    if (int n = reap_strays(o_); n != 0)
+      std::cerr << "!! " << n << " unaccounted children reaped after "
+                << phase << std::endl;
+  }
+
+  // The number of launches that makes a batch last about --batch-seconds,
+  // at least `min_count`; found with a pilot batch the first time.
+  int calibrated(const std::string& key, session& s, const char* path,
+                 int in_flight, int min_count) {
+    auto it = counts_.find(key);
+    if (it != counts_.end())
+      return it->second;
+    const int pilot = std::max(min_count, 8);
+    std::int64_t t = now_ns();
+    s.run_batch(path, pilot, in_flight);
+    double secs = static_cast<double>(now_ns() - t) / 1e9;
+    double rate = pilot / std::max(secs, 1e-9);
+    int n = static_cast<int>(rate * o_.batch_seconds);
+    n = std::clamp(n, min_count, 1'000'000);
+    counts_[key] = n;
+    return n;
+  }
+
+  void phase_launch() {
+    const int warm = std::max(3, o_.samples / 10);
+    for (int rep = 0; rep < o_.reps; ++rep) {
+      for (const auto& prog : programs_) {
+        for (const contender* c : order(rep)) {
+          guarded(*c, "launch", [&] {
+            session s = c->open();
+            for (int i = 0; i < warm; ++i)
+              s.launch_one(prog.path.c_str());
+            std::vector<double> call, total, cpu;
+            call.reserve(static_cast<std::size_t>(o_.samples));
+            total.reserve(static_cast<std::size_t>(o_.samples));
+            cpu.reserve(static_cast<std::size_t>(o_.samples));
+            for (int i = 0; i < o_.samples; ++i) {
+              std::int64_t c0 = thread_cpu_ns();
+              launch_sample r = s.launch_one(prog.path.c_str());
+              std::int64_t c1 = thread_cpu_ns();
+              call.push_back(static_cast<double>(r.call_ns) / 1e3);
+              total.push_back(static_cast<double>(r.total_ns) / 1e3);
+              cpu.push_back(static_cast<double>(c1 - c0) / 1e3);
+            }
+            res_.add("in_call_us", prog.label, c->name, -1, median(call));
+            res_.add("latency_us", prog.label, c->name, -1, median(total));
+            res_.add("parent_cpu_us", prog.label, c->name, -1, median(cpu));
+          });
+        }
+      }
+      progress("   rep " + std::to_string(rep + 1) + "/" +
+               std::to_string(o_.reps));
+    }
+    check_strays("launch");
+  }
+
+  void phase_throughput() {
+    for (int rep = 0; rep < o_.reps; ++rep) {
+      for (const auto& prog : programs_) {
+        for (const contender* c : order(rep)) {
+          guarded(*c, "throughput", [&] {
+            session s = c->open();
+            s.run_batch(prog.path.c_str(), 8, 4);
+            for (int n : o_.in_flight) {
+              std::string key = "tp/" + c->name + "/" + prog.label + "/" +
+                                std::to_string(n);
+              int count =
+                  calibrated(key, s, prog.path.c_str(), n, o_.min_rounds * n);
+              std::int64_t t = now_ns();
+              s.run_batch(prog.path.c_str(), count, n);
+              double secs = static_cast<double>(now_ns() - t) / 1e9;
+              res_.add("throughput", prog.label, c->name, n, count / secs);
+            }
+          });
+        }
+      }
+      progress("   rep " + std::to_string(rep + 1) + "/" +
+               std::to_string(o_.reps));
+    }
+    check_strays("throughput");
+  }
+
+  void phase_memory() {
+    const int n = o_.memory_in_flight;
+    for (double gib : o_.parent_gib) {
+      double avail = mem_available_gib();
+      if (gib > 0 && avail >= 0 && gib + 1.0 > avail) {
+        std::cerr << "!! skipping a " << gib << " GiB parent: only " << avail
+                  << " GiB available" << std::endl;
+        continue;
+      }
+      std::int64_t t = now_ns();
+      held_memory mem(gib);
+      progress("   parent holds " + std::to_string(gib).substr(0, 4) +
+               " GiB (touched in " + fmt_seconds(now_ns() - t) + ")");
+      for (int rep = 0; rep < o_.reps; ++rep) {
+        for (const auto& prog : programs_) {
+          for (const contender* c : order(rep)) {
+            guarded(*c, "memory", [&] {
+              session s = c->open();
+              s.run_batch(prog.path.c_str(), 1, 1); // warm-up: forks are slow here
+              std::string key = "mem/" + c->name + "/" + prog.label + "/" +
+                                std::to_string(gib);
+              // Forking a large parent is slow: one round of n is enough.
+              int count = calibrated(key, s, prog.path.c_str(), n, n);
+              std::int64_t t0 = now_ns();
+              s.run_batch(prog.path.c_str(), count, n);
+              double secs = static_cast<double>(now_ns() - t0) / 1e9;
+              res_.add("parent_size_throughput", prog.label, c->name, gib,
+                       count / secs);
+            });
+          }
+        }
+      }
+    }
+    check_strays("memory");
+  }
+
+  void phase_sleepers() {
+    if (::access(o_.pause_path.c_str(), X_OK) != 0) {
+      std::cerr << "!! " << o_.pause_path
+                << " is not executable; live-children runs skipped"
+                << std::endl;
+      return;
+    }
+    const int samples = std::max(5, o_.samples / 2);
+    for (const contender* c : order(0)) {
+      guarded(*c, "sleepers", [&] {
+        session s = c->open();
+        if (!s.start_sleepers || !s.stop_sleepers)
+          return;
+        std::int64_t t = now_ns();
+        s.start_sleepers(o_.pause_path.c_str(), o_.sleepers);
+        std::string started = fmt_seconds(now_ns() - t);
+        struct stopper {
+          session& s;
+          ~stopper() {
+            try {
+              s.stop_sleepers();
+            } catch (...) {
+            }
+          }
+        } stop{s};
+        for (const auto& prog : programs_)
+          for (int i = 0; i < 3; ++i)
+            s.launch_one(prog.path.c_str());
+        for (int rep = 0; rep < o_.reps; ++rep) {
+          for (const auto& prog : programs_) {
+            std::vector<double> call, total;
+            for (int i = 0; i < samples; ++i) {
+              launch_sample r = s.launch_one(prog.path.c_str());
+              call.push_back(static_cast<double>(r.call_ns) / 1e3);
+              total.push_back(static_cast<double>(r.total_ns) / 1e3);
+            }
+            res_.add("sleepers_in_call_us", prog.label, c->name, -1,
+                     median(call));
+            res_.add("sleepers_latency_us", prog.label, c->name, -1,
+                     median(total));
+          }
+        }
+        progress("   " + c->name + ": " + std::to_string(o_.sleepers) +
+                 " sleepers started in " + started);
+      });
+      check_strays("sleepers");
+    }
+  }
+
+  void phase_allocs() {
+    if (!alloc_count::available()) {
+      std::cerr << "!! built without the allocation hooks (sanitizer build); "
+                   "allocations not counted"
+                << std::endl;
+      return;
+    }
+    for (const auto& prog : programs_) {
+      for (const contender* c : order(0)) {
+        guarded(*c, "allocs", [&] {
+          session s = c->open();
+          for (int i = 0; i < 20; ++i)
+            s.launch_one(prog.path.c_str());
+          alloc_count::start();
+          for (int i = 0; i < o_.alloc_launches; ++i)
+            s.launch_one(prog.path.c_str());
+          alloc_count::snapshot a = alloc_count::stop();
+          const double k = o_.alloc_launches;
+          res_.add("allocs_per_launch", prog.label, c->name, -1,
+                   static_cast<double>(a.mallocs) / k);
+          res_.add("news_per_launch", prog.label, c->name, -1,
+                   static_cast<double>(a.news) / k);
+        });
+      }
+    }
+    check_strays("allocs");
+  }
+
+  const options& o_;
+  std::vector<const contender*> contenders_;
+  std::vector<program> programs_;
+  results res_;
+  std::set<std::string> broken_;
+  std::map<std::string, int> counts_;
+  double elapsed_s_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Reporting
+
+std::string fmt_value(double v, const std::string& unit) {
+  if (std::isnan(v))
+    return "-";
+  char b[64];
+  if (unit == "launches/s")
+    std::snprintf(b, sizeof b, "%.0f", v);
+  else if (unit == "allocations")
+    std::snprintf(b, sizeof b, "%.1f", v);
+  else if (v < 10)
+    std::snprintf(b, sizeof b, "%.2f", v);
+  else if (v < 100)
+    std::snprintf(b, sizeof b, "%.1f", v);
+  else
+    std::snprintf(b, sizeof b, "%.0f", v);
+  return b;
+}
+
+std::string fmt_ratio(double r) {
+  if (std::isnan(r))
+    return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, r < 10 ? "%.2fx" : "%.1fx", r);
+  return b;
+}
+
+std::string fmt_param(const metric_info& m, double p) {
+  char b[32];
+  if (std::string(m.param) == "parent_gib")
+    std::snprintf(b, sizeof b, "%g GiB", p);
+  else
+    std::snprintf(b, sizeof b, "%g in flight", p);
+  return b;
+}
+
+struct table {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+  bool numeric = true; // right-align the columns after the first
+
+  static std::string escape(const std::string& cell) {
+    std::string out;
+    for (char ch : cell) {
+      if (ch == '|')
+        out += '\\';
+      out += ch;
+    }
+    return out;
+  }
+
+  std::string markdown() const {
+    std::vector<std::size_t> w(header.size(), 3);
+    auto widen = [&](const std::vector<std::string>& r) {
+      for (std::size_t i = 0; i < r.size(); ++i)
+        w[i] = std::max(w[i], escape(r[i]).size());
+    };
+    widen(header);
+    for (const auto& r : rows)
+      widen(r);
+    auto line = [&](const std::vector<std::string>& r) {
+      std::string s = "|";
+      for (std::size_t i = 0; i < r.size(); ++i) {
+        std::string cell = escape(r[i]);
+        cell.resize(w[i], ' ');
+        s.append(" ").append(cell).append(" |");
+      }
+      return s + "\n";
+    };
+    std::string out = line(header);
+    std::string sep = "|";
+    for (std::size_t i = 0; i < w.size(); ++i)
+      sep.append(" ").append(w[i], '-').append(i > 0 && numeric ? ":|" : " |");
+    out += sep + "\n";
+    for (const auto& r : rows)
+      out += line(r);
+    return out;
+  }
+};
+
+class reporter {
+public:
+  reporter(const options& o, const results& r,
+           const std::vector<const contender*>& cs,
+           const std::vector<program>& progs)
+      : o_(o), r_(r), cs_(cs), progs_(progs) {}
+
+  std::string cell(const std::string& metric, const std::string& prog,
+                   const std::string& cont, double param) const {
+    const metric_info& m = info_of(metric);
+    if (!r_.has(metric, prog, cont, param))
+      return "-";
+    std::string s = fmt_value(r_.med(metric, prog, cont, param), m.unit);
+    s += " (" + fmt_ratio(r_.ratio(metric, prog, cont, param, ref_posix)) +
+         " / " + fmt_ratio(r_.ratio(metric, prog, cont, param, ref_bp2)) + ")";
+    return s;
+  }
+
+  // All the tables, as Markdown sections.
+  std::string tables() const {
+    std::string out;
+    for (const auto& m : metrics) {
+      if (r_.params(m.id).empty())
+        continue;
+      const char* better = m.higher_is_better ? "higher" : "lower";
+      if (m.param == nullptr) {
+        out += "### " + title_of(m, o_) + " (" + m.unit + ", " + better +
+               " is better)\n\n";
+        table t;
+        t.header.push_back("contender");
+        for (const auto& p : progs_)
+          t.header.push_back(p.label);
+        for (const contender* c : cs_) {
+          std::vector<std::string> row{c->name};
+          bool any = false;
+          for (const auto& p : progs_) {
+            row.push_back(cell(m.id, p.label, c->name, -1));
+            any = any || r_.has(m.id, p.label, c->name, -1);
+          }
+          if (any)
+            t.rows.push_back(row);
+        }
+        out += t.markdown() + "\n";
+      } else {
+        std::vector<double> ps = r_.params(m.id);
+        for (const auto& p : progs_) {
+          out += "### " + title_of(m, o_) + ": " + p.label + " (" + m.unit +
+                 ", " + better + " is better)\n\n";
+          table t;
+          t.header.push_back("contender");
+          for (double v : ps)
+            t.header.push_back(fmt_param(m, v));
+          for (const contender* c : cs_) {
+            std::vector<std::string> row{c->name};
+            bool any = false;
+            for (double v : ps) {
+              row.push_back(cell(m.id, p.label, c->name, v));
+              any = any || r_.has(m.id, p.label, c->name, v);
+            }
+            if (any)
+              t.rows.push_back(row);
+          }
+          out += t.markdown() + "\n";
+        }
+      }
+    }
+    return out;
+  }
+
+  std::string markdown(const std::string& machine_md) const {
+    std::string out = "# aspawn-bench results\n\n";
+    out += machine_md + "\n";
+    out += "Each figure is the median of " + std::to_string(o_.reps) +
+           " repetitions. In parentheses: the ratio to `" + ref_posix +
+           "` / the ratio to `" + ref_bp2 +
+           "`, from the same run (a ratio above 1 is better for throughput, "
+           "below 1 for times and allocation counts).\n\n";
+    out += "Programs: ";
+    for (std::size_t i = 0; i < progs_.size(); ++i)
+      out += (i ? ", " : "") + std::string("`") + progs_[i].label + "` = `" +
+             progs_[i].path + "`";
+    out += ".\n\n## Contenders\n\n";
+    table t;
+    t.header = {"contender", "launch and wait"};
+    t.numeric = false;
+    for (const contender* c : cs_)
+      t.rows.push_back({c->name, c->description});
+    out += t.markdown() + "\n## Results\n\n" + tables();
+    if (!r_.failures.empty()) {
+      out += "## Failures\n\n";
+      for (const auto& f : r_.failures)
+        out += "- `" + f.contender + "` in " + f.phase + ": " + f.error + "\n";
+      out += "\n";
+    }
+    return out;
+  }
+
+  std::string headline() const {
+    std::string out;
+    for (const auto& p : progs_) {
+      out += p.label + ":\n";
+      for (const contender* c : cs_) {
+        char b[512];
+        double call = r_.med("in_call_us", p.label, c->name, -1);
+        double lat = r_.med("latency_us", p.label, c->name, -1);
+        double tp = r_.med("throughput", p.label, c->name, 16);
+        std::snprintf(b, sizeof b,
+                      "  %-13s in call %8s us  latency %8s us  16 in flight "
+                      "%8s /s (%s posix_spawn, %s bp2)\n",
+                      c->name.c_str(), fmt_value(call, "us").c_str(),
+                      fmt_value(lat, "us").c_str(),
+                      fmt_value(tp, "launches/s").c_str(),
+                      fmt_ratio(r_.ratio("throughput", p.label, c->name, 16,
+                                         ref_posix))
+                          .c_str(),
+                      fmt_ratio(r_.ratio("throughput", p.label, c->name, 16,
+                                         ref_bp2))
+                          .c_str());
+        out += b;
+      }
+    }
+    return out;
+  }
+
+private:
+  const options& o_;
+  const results& r_;
+  const std::vector<const contender*>& cs_;
+  const std::vector<program>& progs_;
+};
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char ch : s) {
+    switch (ch) {
+    case '"': out += "\\\""; break;
+    case '\\': out += "\\\\"; break;
+    case '\n': out += "\\n"; break;
+    case '\t': out += "\\t"; break;
+    default:
+      if (ch < 0x20) {
+        char b[8];
+        std::snprintf(b, sizeof b, "\\u%04x", ch);
+        out += b;
+      } else {
+        out += static_cast<char>(ch);
+      }
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_number(double v) {
+  if (std::isnan(v) || std::isinf(v))
+    return "null";
+  char b[64];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
+
+std::string read_first_line(const char* path) {
+  std::ifstream in(path);
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos)
+        return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  return "unknown";
+}
+
+std::string load_at_start;
+
+std::string load_average() {
+  std::string l = read_first_line("/proc/loadavg");
+  // "0.52 0.58 0.59 1/123 4567": keep the three averages
+  std::istringstream in(l);
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+std::vector<std::pair<std::string, std::string>> machine_facts() {
+  std::vector<std::pair<std::string, std::string>> f;
+  utsname u{};
+  ::uname(&u);
+  char date[64];
+  std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  f.emplace_back("date", date);
+  f.emplace_back("kernel", std::string(u.sysname) + " " + u.release);
+  f.emplace_back("arch", u.machine);
+  f.emplace_back("cpu", cpu_model());
+  f.emplace_back("cpus_online", std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)));
+  f.emplace_back("glibc", ::gnu_get_libc_version());
+  f.emplace_back("boost", std::to_string(BOOST_VERSION / 100000) + "." +
+                              std::to_string(BOOST_VERSION / 100 % 1000) + "." +
+                              std::to_string(BOOST_VERSION % 100));
+#if defined(__clang__)
+  f.emplace_back("compiler", std::string("Clang ") + __clang_version__);
+#elif defined(__GNUC__)
+  f.emplace_back("compiler", std::string("GCC ") + __VERSION__);
+#else
+  f.emplace_back("compiler", __VERSION__);
+#endif
+  f.emplace_back("transparent_hugepage",
+                 read_first_line("/sys/kernel/mm/transparent_hugepage/enabled"));
+  f.emplace_back("load_average_at_start", load_at_start);
+  f.emplace_back("load_average_at_end", load_average());
+  return f;
+}
+
+std::string json(const options& o, const results& r,
+                 const std::vector<const contender*>& cs,
+                 const std::vector<program>& progs, double elapsed) {
+  std::ostringstream j;
+  j << "{\n  \"tool\": \"aspawn-bench\",\n  \"format\": 1,\n";
+  j << "  \"elapsed_s\": " << json_number(elapsed) << ",\n";
+  j << "  \"machine\": {";
+  bool first = true;
+  for (const auto& [k, v] : machine_facts()) {
+    j << (first ? "\n" : ",\n") << "    " << json_string(k) << ": "
+      << json_string(v);
+    first = false;
+  }
+  j << "\n  },\n";
+  j << "  \"config\": {\n"
+    << "    \"quick\": " << (o.quick ? "true" : "false") << ",\n"
+    << "    \"reps\": " << o.reps << ",\n"
+    << "    \"samples\": " << o.samples << ",\n"
+    << "    \"batch_seconds\": " << json_number(o.batch_seconds) << ",\n"
+    << "    \"memory_in_flight\": " << o.memory_in_flight << ",\n"
+    << "    \"sleepers\": " << o.sleepers << ",\n"
+    << "    \"sleeper_program\": " << json_string(o.pause_path) << ",\n"
+    << "    \"alloc_launches\": " << o.alloc_launches << "\n  },\n";
+  j << "  \"references\": [" << json_string(ref_posix) << ", "
+    << json_string(ref_bp2) << "],\n";
+  j << "  \"programs\": [";
+  for (std::size_t i = 0; i < progs.size(); ++i)
+    j << (i ? ", " : "") << "{\"label\": " << json_string(progs[i].label)
+      << ", \"path\": " << json_string(progs[i].path) << "}";
+  j << "],\n  \"contenders\": [";
+  for (std::size_t i = 0; i < cs.size(); ++i)
+    j << (i ? "," : "") << "\n    {\"name\": " << json_string(cs[i]->name)
+      << ", \"description\": " << json_string(cs[i]->description) << "}";
+  j << "\n  ],\n  \"metrics\": [";
+  first = true;
+  for (const auto& m : metrics) {
+    j << (first ? "" : ",") << "\n    {\"id\": " << json_string(m.id)
+      << ", \"title\": " << json_string(title_of(m, o))
+      << ", \"unit\": " << json_string(m.unit) << ", \"better\": "
+      << json_string(m.higher_is_better ? "higher" : "lower")
+      << ", \"param\": " << (m.param ? json_string(m.param) : "null") << "}";
+    first = false;
+  }
+  j << "\n  ],\n  \"results\": [";
+  first = true;
+  for (const auto& [k, v] : r.values) {
+    const auto& [metric, prog, cont, param] = k;
+    const metric_info& m = info_of(metric);
+    j << (first ? "" : ",") << "\n    {\"metric\": " << json_string(metric)
+      << ", \"program\": " << json_string(prog)
+      << ", \"contender\": " << json_string(cont) << ", \"param\": "
+      << (m.param ? json_number(param) : "null")
+      << ", \"median\": " << json_number(median(v)) << ", \"reps\": [";
+    for (std::size_t i = 0; i < v.size(); ++i)
+      j << (i ? ", " : "") << json_number(v[i]);
+    j << "], \"vs_" << ref_posix
+      << "\": " << json_number(r.ratio(metric, prog, cont, param, ref_posix))
+      << ", \"vs_" << ref_bp2
+      << "\": " << json_number(r.ratio(metric, prog, cont, param, ref_bp2))
+      << "}";
+    first = false;
+  }
+  j << "\n  ],\n  \"failures\": [";
+  for (std::size_t i = 0; i < r.failures.size(); ++i)
+    j << (i ? "," : "") << "\n    {\"contender\": "
+      << json_string(r.failures[i].contender)
+      << ", \"phase\": " << json_string(r.failures[i].phase)
+      << ", \"error\": " << json_string(r.failures[i].error) << "}";
+  j << (r.failures.empty() ? "" : "\n  ") << "]\n}\n";
+  return j.str();
+}
+
+std::string machine_markdown(double elapsed) {
+  std::string out;
+  for (const auto& [k, v] : machine_facts())
+    out += "- " + k + ": " + v + "\n";
+  char b[64];
+  std::snprintf(b, sizeof b, "- run time: %.0f s\n", elapsed);
+  return out + b;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out)
+    throw std::runtime_error("cannot write " + path);
+}
+
+// gnuplot data: one block (index) per program; first line of a block is the
+// column header, "?" marks a missing value.
+void write_plot_data(const std::string& dir, const results& r,
+                     const std::vector<const contender*>& cs,
+                     const std::vector<program>& progs) {
+  auto block = [&](const char* metric, bool as_cost, const char* suffix) {
+    std::string out;
+    std::vector<double> ps = r.params(metric);
+    for (const auto& p : progs) {
+      out += "# " + std::string(metric) + " " + p.label + "\n";
+      out += "contender";
+      for (double v : ps) {
+        char b[32];
+        std::snprintf(b, sizeof b, " %g%s", v, suffix);
+        out += b;
+      }
+      out += "\n";
+      for (const contender* c : cs) {
+        bool any = false;
+        std::string line = c->name;
+        for (double v : ps) {
+          double m = r.med(metric, p.label, c->name, v);
+          if (std::isnan(m) || m <= 0) {
+            line += " ?";
+            continue;
+          }
+          any = true;
+          char b[32];
+          std::snprintf(b, sizeof b, " %.6g", as_cost ? 1e6 / m : m);
+          line += b;
+        }
+        if (any)
+          out += line + "\n";
+      }
+      out += "\n\n";
+    }
+    return out;
+  };
+  write_file(dir + "/plot-throughput.tmp", block("throughput", false, ""));
+  write_file(dir + "/plot-parent-size.tmp",
+             block("parent_size_throughput", true, "GiB"));
+}
+
+#if defined(ASPAWN_BENCH_HAVE_GBENCH)
+int run_gbench(const options& o, const std::vector<const contender*>& cs,
+               const std::vector<program>& progs, const char* argv0) {
+  std::vector<std::string> args_store{argv0};
+  args_store.insert(args_store.end(), o.gbench_args.begin(),
+                    o.gbench_args.end());
+  std::vector<char*> args;
+  for (auto& a : args_store)
+    args.push_back(a.data());
+  int argc = static_cast<int>(args.size());
+  args.push_back(nullptr);
+  benchmark::Initialize(&argc, args.data());
+  for (const contender* c : cs) {
+    for (const auto& p : progs) {
+      std::string name = "launch_and_reap/" + c->name + "/" + p.label;
+      benchmark::RegisterBenchmark(
+          name.c_str(),
+          [c, path = p.path](benchmark::State& state) {
+            session s = c->open();
+            for (int i = 0; i < 5; ++i)
+              s.launch_one(path.c_str());
+            double call_us = 0;
+            for (auto _ : state) {
+              launch_sample r = s.launch_one(path.c_str());
+              state.SetIterationTime(static_cast<double>(r.total_ns) / 1e9);
+              call_us += static_cast<double>(r.call_ns) / 1e3;
+            }
+            state.counters["in_call_us"] =
+                benchmark::Counter(call_us, benchmark::Counter::kAvgIterations);
+          })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+#endif
+
+int real_main(int argc, char** argv) {
+  options o = parse(argc, argv);
+
+  // A thousand live children with a pidfd each need more than 1024 files.
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+      nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+
+  registry reg;
+#if defined(ASPAWN_BENCH_HAVE_ASPAWN)
+  register_aspawn_contenders(reg);
+#endif
+  register_raw_contenders(reg);
+  register_libc_contenders(reg);
+#if defined(ASPAWN_BENCH_HAVE_BOOST_PROCESS)
+  register_boost_process_v2_contenders(reg);
+  register_boost_process_v1_contenders(reg);
+#endif
+
+  if (o.list) {
+    for (const auto& c : reg.all())
+      std::cout << c.name << "\t" << c.description << "\n";
+    return 0;
+  }
+
+  std::vector<const contender*> cs;
+  for (const auto& c : reg.all())
+    if (o.only.empty() || o.only.count(c.name))
+      cs.push_back(&c);
+  for (const auto& n : o.only)
+    if (std::none_of(cs.begin(), cs.end(),
+                     [&](const contender* c) { return c->name == n; }))
+      throw std::invalid_argument("unknown contender: " + n);
+  if (cs.empty())
+    throw std::invalid_argument("no contenders");
+
+  std::vector<program> progs;
+  for (const auto& [label, path] :
+       {std::pair<std::string, std::string>{"exit0", o.exit0_path},
+        {"true", o.true_path}}) {
+    if (::access(path.c_str(), X_OK) != 0)
+      throw std::runtime_error(path + " is not executable (see --exit0, --true)");
+    progs.push_back({label, path});
+  }
+
+#if defined(ASPAWN_BENCH_HAVE_GBENCH)
+  if (o.gbench)
+    return run_gbench(o, cs, progs, argv[0]);
+#else
+  if (o.gbench)
+    throw std::runtime_error("built without Google Benchmark");
+#endif
+
+  load_at_start = load_average();
+  if (std::stod(load_at_start) > 0.5)
+    std::cerr << "!! load average " << load_at_start
+              << ": other work is running, the figures will be noisy"
+              << std::endl;
+
+  runner run(o, cs, progs);
+  run.run();
+  const results& r = run.res();
+  reporter rep(o, r, cs, progs);
+
+  std::cout << "\n" << rep.tables();
+  std::cout << "Each figure: median of " << o.reps
+            << " repetitions (ratio to " << ref_posix << " / ratio to "
+            << ref_bp2 << ").\n\nSummary\n" << rep.headline();
+  char b[64];
+  std::snprintf(b, sizeof b, "\ntotal run time %.1f s\n", run.elapsed_s());
+  std::cout << b;
+
+  if (!o.json_path.empty())
+    write_file(o.json_path, json(o, r, cs, progs, run.elapsed_s()));
+  if (!o.markdown_path.empty())
+    write_file(o.markdown_path,
+               rep.markdown(machine_markdown(run.elapsed_s())));
+  if (!o.plot_dir.empty())
+    write_plot_data(o.plot_dir, r, cs, progs);
+  return r.failures.empty() ? 0 : 1;
+}
+
+} // namespace
+} // namespace aspawn_bench
+
+int main(int argc, char** argv) {
+  try {
+    return aspawn_bench::real_main(argc, argv);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "aspawn-bench: " << e.what() << "\n";
+    aspawn_bench::usage(std::cerr);
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "aspawn-bench: " << e.what() << "\n";
+    return 1;
+  }
+}
