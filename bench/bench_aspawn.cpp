@@ -7,18 +7,43 @@
 // header in ASPAWN_BENCH_HEADER); everything aspawn-specific in the benchmark
 // is in this file.
 //
-//   aspawn   aspawn::async_spawn(ctx, cmd, handler), then
-//            process::async_wait(handler), on an io_context.
+//   aspawn          aspawn::async_spawn(ctx, cmd, handler), then
+//                   process::async_wait(handler), on an io_context; the
+//                   command is built and prepared once per session.
+//   aspawn_coro     the same launch and wait from a C++20 coroutine:
+//                   co_await async_spawn(ctx, cmd, use_awaitable), then
+//                   co_await p.async_wait(use_awaitable).
+//   aspawn_scratch  as aspawn, but every launch builds a new command and
+//                   does not prepare it (what a program does without
+//                   building templates up front): the launch packs the
+//                   arguments and environment onto the child stack itself.
+//   aspawn_sync     the blocking Boost.Process v2-style constructor
+//                   aspawn::process(ctx, exe, args), which returns once the
+//                   child has exec'd, then async_wait. Registered only when
+//                   the library has that constructor.
 //
-// The command is built once per session and reused for every launch, as the
-// executable path is for Boost.Process v2. The time "inside the launch call"
-// is the async_spawn call itself; the rest of the work (the status pipe's EOF
-// after exec, the pidfd) is done by handlers and shows in the latency, the
-// launching thread's CPU time and the throughput.
+// The prepared command is built once per session and reused for every
+// launch, as the executable path is for Boost.Process v2. The time "inside
+// the launch call" is the async_spawn call itself (for aspawn_scratch it
+// includes building the command; for aspawn_sync it is the constructor; for
+// aspawn_coro see launch_one below); the rest of the work (the status pipe's
+// EOF after exec, the pidfd) is done by handlers and shows in the latency,
+// the launching thread's CPU time and the throughput.
+//
+// Batches (run_batch) are run the way an asynchronous program runs: inside a
+// single io_context::run(), each completion starting the next launch (a
+// callback chain, or a coroutine looping). Launches initiated there reuse
+// the handler memory Asio caches per thread for the duration of run(); the
+// one-at-a-time launches (launch_one) are initiated from outside run(),
+// between run_one() calls, where that cache does not exist. The allocation
+// phase reports both (see bench/README.md).
 //
 
 #include "harness.hpp"
 
+#include <cstddef>
+#include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -26,7 +51,11 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include ASPAWN_BENCH_HEADER
 
@@ -41,15 +70,42 @@ void prepare(aspawn::command& cmd) {
     cmd.prepare();
 }
 
-struct state {
-  asio::io_context ctx;
+// Whether the library has the blocking constructor process(ctx, exe, args).
+// Ctx keeps the expression dependent, so that its absence is not an error.
+template <typename Ctx>
+concept has_sync_constructor =
+    requires(Ctx& ctx, const std::string& exe,
+             const std::vector<std::string>& args) {
+      aspawn::process(ctx, exe, args);
+    };
+
+// How a contender launches.
+enum class form {
+  prepared, // async_spawn, callbacks, command prepared once per session
+  coro,     // async_spawn from a coroutine, command prepared once
+  scratch,  // async_spawn, callbacks, a new unprepared command per launch
+  sync,     // process(ctx, exe, args), blocks until exec
+};
+
+// Ctx is always asio::io_context; as a template parameter it keeps every use
+// of the blocking constructor dependent (see has_sync_constructor).
+template <form F, typename Ctx> struct state {
+  Ctx ctx;
 
   std::string cached_path;
   std::optional<aspawn::command> cmd;
+  std::vector<std::string> no_args;
 
+  // run_batch: chain c keeps its process in slots[2c] and slots[2c + 1]
+  // alternately, so a process is never replaced inside its own completion
+  // handler (the blocking launch of the next child happens there).
   std::vector<std::optional<aspawn::process>> slots;
-  std::vector<int> free_slots;
+  std::vector<unsigned char> flip;
+  int count = 0;
+  int launched = 0;
   int completed = 0;
+  int workers = 0; // coroutines still running (aspawn_coro)
+
   int failures = 0;
   std::string last_failure;
 
@@ -67,11 +123,28 @@ struct state {
     return *cmd;
   }
 
+  const std::string& path_for(const char* path) {
+    if (cached_path != path)
+      cached_path = path;
+    return cached_path;
+  }
+
   void note(error_code ec, int code) {
     ++completed;
     if (ec || code != 0) {
       ++failures;
       last_failure = ec ? ec.message() : "exit code " + std::to_string(code);
+    }
+  }
+
+  void note(const std::exception_ptr& e) {
+    ++failures;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      last_failure = x.what();
+    } catch (...) {
+      last_failure = "unknown exception";
     }
   }
 
@@ -89,77 +162,71 @@ struct state {
     if (ctx.run_one() == 0)
       throw std::runtime_error("aspawn: io_context ran out of work");
   }
+
+  // One io_context::run() for a whole batch; finish_batch() stops it.
+  void run_batch_loop() {
+    if (ctx.stopped())
+      ctx.restart();
+    ctx.run();
+  }
+
+  // --- run_batch for the callback forms: chains of launches ---------------
+
+  std::optional<aspawn::process>& next_slot(int chain) {
+    auto c = static_cast<std::size_t>(chain);
+    flip[c] ^= 1;
+    return slots[2 * c + flip[c]];
+  }
+
+  void launch_in_chain(int chain) {
+    ++launched;
+    if constexpr (F == form::sync) {
+      auto& slot = next_slot(chain);
+      slot.emplace(ctx, cached_path, no_args);
+      watch(chain, *slot);
+    } else {
+      auto on_spawn = [this, chain](error_code ec, aspawn::process p) {
+        if (ec) {
+          note(ec, -1);
+          chain_step_done(chain);
+          return;
+        }
+        auto& slot = next_slot(chain);
+        slot.emplace(std::move(p));
+        watch(chain, *slot);
+      };
+      if constexpr (F == form::scratch) {
+        aspawn::command fresh(cached_path);
+        aspawn::async_spawn(ctx, fresh, std::move(on_spawn));
+      } else {
+        aspawn::async_spawn(ctx, *cmd, std::move(on_spawn));
+      }
+    }
+  }
+
+  void watch(int chain, aspawn::process& p) {
+    p.async_wait([this, chain](error_code ec, int code) {
+      note(ec, code);
+      chain_step_done(chain);
+    });
+  }
+
+  void chain_step_done(int chain) {
+    if (completed >= count) {
+      ctx.stop();
+      return;
+    }
+    if (launched < count)
+      launch_in_chain(chain);
+  }
 };
 
-session make_session() {
-  auto st = std::make_shared<state>();
-  session s;
+template <form F, typename Ctx> using state_ptr = std::shared_ptr<state<F, Ctx>>;
 
-  s.launch_one = [st](const char* path) {
-    const aspawn::command& cmd = st->command_for(path);
-    launch_sample r;
-    std::optional<aspawn::process> proc;
-    bool done = false;
-    std::int64_t t0 = now_ns();
-    aspawn::async_spawn(st->ctx, cmd, [&](error_code ec, aspawn::process p) {
-      if (ec) {
-        st->note(ec, -1);
-        done = true;
-        return;
-      }
-      proc.emplace(std::move(p));
-      proc->async_wait([&](error_code ec2, int code) {
-        st->note(ec2, code);
-        done = true;
-      });
-    });
-    std::int64_t t1 = now_ns();
-    while (!done)
-      st->run_one();
-    std::int64_t t2 = now_ns();
-    st->check();
-    r.call_ns = t1 - t0;
-    r.total_ns = t2 - t0;
-    return r;
-  };
-
-  s.run_batch = [st](const char* path, int count, int in_flight) {
-    const aspawn::command& cmd = st->command_for(path);
-    st->completed = 0;
-    st->slots.clear();
-    st->slots.resize(static_cast<std::size_t>(in_flight));
-    st->free_slots.clear();
-    for (int i = in_flight - 1; i >= 0; --i)
-      st->free_slots.push_back(i);
-    int launched = 0;
-    while (st->completed < count) {
-      while (launched < count && !st->free_slots.empty()) {
-        int i = st->free_slots.back();
-        st->free_slots.pop_back();
-        ++launched;
-        aspawn::async_spawn(
-            st->ctx, cmd, [raw = st.get(), i](error_code ec, aspawn::process p) {
-              if (ec) {
-                raw->note(ec, -1);
-                raw->free_slots.push_back(i);
-                return;
-              }
-              auto& slot = raw->slots[static_cast<std::size_t>(i)];
-              slot.emplace(std::move(p));
-              slot->async_wait([raw, i](error_code ec2, int code) {
-                raw->note(ec2, code);
-                // The process object is replaced when the slot is reused,
-                // outside this handler.
-                raw->free_slots.push_back(i);
-              });
-            });
-      }
-      st->run_one();
-    }
-    st->slots.clear();
-    st->check();
-  };
-
+// The sleepers are launched with the prepared command and waited on with
+// async_wait, as every aspawn contender waits.
+template <form F, typename Ctx>
+void add_sleeper_functions(session& s, const state_ptr<F, Ctx>& st) {
   s.start_sleepers = [st](const char* path, int count) {
     st->sleeper_path = path;
     st->sleeper_cmd.emplace(path);
@@ -169,11 +236,12 @@ session make_session() {
     for (int i = 0; i < count; ++i)
       st->sleepers.emplace_back();
     int pending = count;
+    auto* raw = st.get();
     for (int i = 0; i < count; ++i) {
       auto index = static_cast<std::size_t>(first + i);
       aspawn::async_spawn(
           st->ctx, *st->sleeper_cmd,
-          [raw = st.get(), index, &pending](error_code ec, aspawn::process p) {
+          [raw, index, &pending](error_code ec, aspawn::process p) {
             --pending;
             if (ec) {
               raw->note(ec, -1);
@@ -198,16 +266,199 @@ session make_session() {
       st->run_one();
     st->sleepers.clear();
   };
+}
+
+// aspawn, aspawn_scratch and aspawn_sync.
+template <form F, typename Ctx> session make_callback_session() {
+  auto st = std::make_shared<state<F, Ctx>>();
+  session s;
+
+  s.launch_one = [st](const char* path) {
+    if constexpr (F == form::prepared)
+      st->command_for(path);
+    else
+      st->path_for(path);
+    launch_sample r;
+    std::optional<aspawn::process> proc;
+    bool done = false;
+    auto on_exit = [&](error_code ec, int code) {
+      st->note(ec, code);
+      done = true;
+    };
+    std::int64_t t0 = now_ns();
+    std::int64_t t1 = 0;
+    if constexpr (F == form::sync) {
+      proc.emplace(st->ctx, st->cached_path, st->no_args);
+      t1 = now_ns();
+      proc->async_wait(on_exit);
+    } else {
+      auto on_spawn = [&](error_code ec, aspawn::process p) {
+        if (ec) {
+          st->note(ec, -1);
+          done = true;
+          return;
+        }
+        proc.emplace(std::move(p));
+        proc->async_wait(on_exit);
+      };
+      if constexpr (F == form::scratch) {
+        aspawn::command fresh(path);
+        aspawn::async_spawn(st->ctx, fresh, on_spawn);
+      } else {
+        aspawn::async_spawn(st->ctx, *st->cmd, on_spawn);
+      }
+      t1 = now_ns();
+    }
+    while (!done)
+      st->run_one();
+    std::int64_t t2 = now_ns();
+    st->check();
+    r.call_ns = t1 - t0;
+    r.total_ns = t2 - t0;
+    return r;
+  };
+
+  s.run_batch = [st](const char* path, int count, int in_flight) {
+    if constexpr (F == form::prepared)
+      st->command_for(path);
+    else
+      st->path_for(path);
+    st->count = count;
+    st->launched = 0;
+    st->completed = 0;
+    const auto chains = static_cast<std::size_t>(in_flight);
+    st->slots.clear();
+    st->slots.resize(2 * chains);
+    st->flip.assign(chains, 0);
+    // The first launches are started from a handler too, so that every
+    // launch of the batch is initiated inside run().
+    auto* raw = st.get();
+    asio::post(st->ctx, [raw, in_flight] {
+      for (int i = 0; i < in_flight && raw->launched < raw->count; ++i)
+        raw->launch_in_chain(i);
+    });
+    st->run_batch_loop();
+    if (st->completed < count && st->failures == 0)
+      throw std::runtime_error("aspawn: io_context ran out of work");
+    st->slots.clear();
+    st->check();
+  };
+
+  add_sleeper_functions<F, Ctx>(s, st);
   return s;
+}
+
+// The body of a coroutine that launches and waits until the batch's count
+// is reached.
+template <typename Ctx>
+asio::awaitable<void> launch_loop(state<form::coro, Ctx>* st) {
+  while (st->launched < st->count) {
+    ++st->launched;
+    auto p = co_await aspawn::async_spawn(st->ctx, *st->cmd, asio::use_awaitable);
+    int code = co_await p.async_wait(asio::use_awaitable);
+    st->note(error_code{}, code);
+  }
+}
+
+// aspawn_coro.
+template <typename Ctx> session make_coro_session() {
+  auto st = std::make_shared<state<form::coro, Ctx>>();
+  session s;
+
+  // One coroutine per launch (the harness asks for one launch at a time).
+  // The time "inside the launch call" runs from the co_await of async_spawn
+  // until the coroutine is suspended and control is back in the event loop,
+  // which is when the launch has been initiated; the latency ends when the
+  // coroutine resumes with the exit code.
+  s.launch_one = [st](const char* path) {
+    const aspawn::command& cmd = st->command_for(path);
+    launch_sample r;
+    bool started = false;
+    bool done = false;
+    std::int64_t t0 = 0;
+    std::int64_t t2 = 0;
+    asio::co_spawn(
+        st->ctx,
+        [&]() -> asio::awaitable<void> {
+          t0 = now_ns();
+          started = true;
+          auto p = co_await aspawn::async_spawn(st->ctx, cmd, asio::use_awaitable);
+          int code = co_await p.async_wait(asio::use_awaitable);
+          t2 = now_ns();
+          st->note(error_code{}, code);
+        },
+        [&](std::exception_ptr e) {
+          if (e)
+            st->note(e);
+          done = true;
+        });
+    while (!started && !done)
+      st->run_one();
+    std::int64_t t1 = now_ns();
+    while (!done)
+      st->run_one();
+    st->check();
+    r.call_ns = t1 - t0;
+    r.total_ns = t2 - t0;
+    return r;
+  };
+
+  // in_flight coroutines, each launching and waiting in a loop, inside one
+  // io_context::run().
+  s.run_batch = [st](const char* path, int count, int in_flight) {
+    st->command_for(path);
+    st->count = count;
+    st->launched = 0;
+    st->completed = 0;
+    st->workers = in_flight;
+    auto* raw = st.get();
+    asio::post(st->ctx, [raw, in_flight] {
+      for (int i = 0; i < in_flight; ++i)
+        asio::co_spawn(raw->ctx, launch_loop(raw), [raw](std::exception_ptr e) {
+          if (e)
+            raw->note(e);
+          if (--raw->workers == 0)
+            raw->ctx.stop();
+        });
+    });
+    st->run_batch_loop();
+    if (st->workers != 0)
+      throw std::runtime_error("aspawn: io_context ran out of work");
+    st->check();
+  };
+
+  add_sleeper_functions<form::coro, Ctx>(s, st);
+  return s;
+}
+
+template <typename Ctx> void register_sync_contender(registry& r) {
+  if constexpr (has_sync_constructor<Ctx>) {
+    r.add({"aspawn_sync",
+           "aspawn::process(ctx, exe, args), the Boost.Process v2-style "
+           "constructor: command built per launch, clone, blocks until exec; "
+           "process::async_wait (pidfd)",
+           [] { return make_callback_session<form::sync, Ctx>(); }});
+  }
 }
 
 } // namespace
 
 void register_aspawn_contenders(registry& r) {
+  using ctx = asio::io_context;
   r.add({"aspawn",
          "aspawn::async_spawn (clone(CLONE_VM) on pooled stacks, returns at "
-         "once) + process::async_wait (pidfd)",
-         [] { return make_session(); }});
+         "once) + process::async_wait (pidfd); callbacks, command prepared "
+         "once",
+         [] { return make_callback_session<form::prepared, ctx>(); }});
+  r.add({"aspawn_coro",
+         "as aspawn, from a C++20 coroutine: co_await async_spawn(ctx, cmd, "
+         "use_awaitable), co_await p.async_wait(use_awaitable)",
+         [] { return make_coro_session<ctx>(); }});
+  r.add({"aspawn_scratch",
+         "as aspawn, with a new command built for each launch and not "
+         "prepared (packed onto the child stack by the launch)",
+         [] { return make_callback_session<form::scratch, ctx>(); }});
+  register_sync_contender<ctx>(r);
 }
 
 } // namespace aspawn_bench
