@@ -16,7 +16,41 @@
 //
 // Exit codes follow Boost.Process v2: `exit_code()` is the status given to
 // `exit()` for a child that exited, or the signal number for a child killed
-// by a signal; `native_exit_code()` is the raw `waitpid` status.
+// by a signal; `native_exit_code()` is the raw `waitpid` status; `status()`
+// tells the whole story, with the child's CPU time and peak memory (see
+// `aspawn/exit_status.hpp`).
+//
+// Boost.Process v2 surface
+// ------------------------
+// The class has the constructors of Boost.Process v2's `basic_process`, so
+// that code written for v2 compiles against aspawn (see
+// `docs/porting-from-boost-process.md`):
+//
+// * `basic_process(ex_or_ctx, exe, args, inits...)` launches `exe` (a path:
+//   never searched in `PATH`) with the arguments `args` (a braced list or any
+//   range of strings) and v2-style initializers (`process_stdio`,
+//   `process_environment`, `process_start_dir`, `posix::bind_fd`; see
+//   `aspawn/initializer.hpp`). It returns once the child has exec'd and
+//   throws `system_error` if it could not; the variant taking an
+//   `error_code&` after the executor reports instead of throwing. The wait
+//   for the exec is short (the child's setup steps and its exec) but it does
+//   block: `async_spawn` is the non-blocking path.
+// * `basic_process(ex_or_ctx, pid)` attaches to a running process with
+//   `pidfd_open` (Linux 5.3; `errc::unsupported_by_kernel` before).
+//   Signals reach it through the pidfd; only a child of this process can be
+//   waited for (others report `errc::status_unavailable`), and only a child
+//   is killed by the destructor.
+// * `basic_process(ex_or_ctx, pid, native_handle)` adopts a pid and its
+//   pidfd.
+//
+// Stopping
+// --------
+// `terminate()` kills the child at once. `async_stop(grace, token)` asks
+// first: SIGTERM, then SIGKILL if the child is still running when `grace`
+// has passed, and completes with the final status. To bound a wait, cancel
+// it from a timer: a cancelled `async_wait` completes with
+// `operation_aborted` and leaves the child running, to be stopped or waited
+// for again.
 //
 // Destruction
 // -----------
@@ -41,38 +75,57 @@
 #ifndef ASPAWN_PROCESS_HPP
 #define ASPAWN_PROCESS_HPP
 
+#include <array>
+#include <cerrno>
+#include <chrono>
 #include <csignal>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
 #include <poll.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/basic_waitable_timer.hpp>
+#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/compose.hpp>
-#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/execution/context.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/query.hpp>
+#include <boost/asio/wait_traits.hpp>
 #include <boost/throw_exception.hpp>
 
 #include <aspawn/core.hpp>
+#include <aspawn/detail/blocking_launch.hpp>
 #include <aspawn/detail/reaper.hpp>
 #include <aspawn/error.hpp>
+#include <aspawn/exit_status.hpp>
+#include <aspawn/initializer.hpp>
+#include <aspawn/stack_pool.hpp>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 
 namespace aspawn {
 
-/// Converts a native (`waitpid`) status to a Boost.Process v2 exit code.
-constexpr int evaluate_exit_code(int native) noexcept {
-  if ((native & 0x7f) == 0) // exited
-    return (native >> 8) & 0xff;
-  if (((native & 0x7f) + 1) >> 1 > 0 && (native & 0xff) != 0x7f) // signalled
-    return native & 0x7f;
-  return native;
-}
+namespace detail {
+template <typename ExecutionContext>
+concept context_ref =
+    std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>;
+} // namespace detail
 
 /// A child process owned through its pidfd.
 template <typename Executor = boost::asio::any_io_executor>
@@ -101,11 +154,122 @@ public:
   /// Adopts a child of this process by pid and pidfd (takes ownership of the
   /// pidfd). The child must not be reaped by anyone else.
   basic_process(const executor_type& ex, int pid, int pidfd)
-      : pid_(pid), pidfd_(ex, pidfd) {}
+      : pid_(pid), pidfd_(ex, pidfd) {
+    prepare_reaper();
+  }
+
+  /// Adopts a process by pid and pidfd, using `ctx`'s executor.
+  template <detail::context_ref ExecutionContext>
+  basic_process(ExecutionContext& ctx, int pid, int pidfd)
+      : pid_(pid), pidfd_(ctx.get_executor(), pidfd) {
+    prepare_reaper();
+  }
+
+  /// @name Attaching to a running process
+  /// @{
+  /// Opens a pidfd for `pid` (`pidfd_open`, Linux 5.3).
+  /**
+   * @throws system_error: `errc::unsupported_by_kernel` on kernels without
+   * `pidfd_open`, `ESRCH` if there is no such process, `EINVAL` for a pid
+   * that is not positive.
+   */
+  explicit basic_process(const executor_type& ex, pid_type pid) : pidfd_(ex) {
+    error_code ec;
+    attach(pid, ec);
+    throw_if(ec, "aspawn::basic_process: attach to a pid");
+  }
+  /// @overload Reports failure in `ec`; the object is then empty.
+  basic_process(const executor_type& ex, pid_type pid, error_code& ec)
+      : pidfd_(ex) {
+    attach(pid, ec);
+  }
+  template <detail::context_ref ExecutionContext>
+  explicit basic_process(ExecutionContext& ctx, pid_type pid)
+      : pidfd_(ctx.get_executor()) {
+    error_code ec;
+    attach(pid, ec);
+    throw_if(ec, "aspawn::basic_process: attach to a pid");
+  }
+  template <detail::context_ref ExecutionContext>
+  basic_process(ExecutionContext& ctx, pid_type pid, error_code& ec)
+      : pidfd_(ctx.get_executor()) {
+    attach(pid, ec);
+  }
+  /// @}
+
+  /// @name Launching (Boost.Process v2 style)
+  /// @{
+  /// Launches `exe` with `args` and the initializers `inits`, and returns
+  /// once the child has exec'd (see the header's overview).
+  /**
+   * @throws system_error with the launch's error: an initializer's, the
+   * command's validation error, the parent's system error, or the failing
+   * child step's (`ec == errc::no_such_file_or_directory` for a missing
+   * executable). Nothing is left behind.
+   */
+  template <path_like Exe, typename... Inits>
+  explicit basic_process(const executor_type& ex, const Exe& exe,
+                         std::initializer_list<std::string_view> args,
+                         Inits&&... inits)
+      : pidfd_(ex) {
+    launch_or_throw(exe, args, inits...);
+  }
+  template <path_like Exe, argument_range Args, typename... Inits>
+  explicit basic_process(const executor_type& ex, const Exe& exe,
+                         const Args& args, Inits&&... inits)
+      : pidfd_(ex) {
+    launch_or_throw(exe, args, inits...);
+  }
+  template <detail::context_ref ExecutionContext, path_like Exe,
+            typename... Inits>
+  explicit basic_process(ExecutionContext& ctx, const Exe& exe,
+                         std::initializer_list<std::string_view> args,
+                         Inits&&... inits)
+      : pidfd_(ctx.get_executor()) {
+    launch_or_throw(exe, args, inits...);
+  }
+  template <detail::context_ref ExecutionContext, path_like Exe,
+            argument_range Args, typename... Inits>
+  explicit basic_process(ExecutionContext& ctx, const Exe& exe,
+                         const Args& args, Inits&&... inits)
+      : pidfd_(ctx.get_executor()) {
+    launch_or_throw(exe, args, inits...);
+  }
+
+  /// Launches like the throwing constructors; reports failure in `ec`, and
+  /// the object is then empty.
+  template <path_like Exe, typename... Inits>
+  basic_process(const executor_type& ex, error_code& ec, const Exe& exe,
+                std::initializer_list<std::string_view> args, Inits&&... inits)
+      : pidfd_(ex) {
+    launch(ec, exe, args, inits...);
+  }
+  template <path_like Exe, argument_range Args, typename... Inits>
+  basic_process(const executor_type& ex, error_code& ec, const Exe& exe,
+                const Args& args, Inits&&... inits)
+      : pidfd_(ex) {
+    launch(ec, exe, args, inits...);
+  }
+  template <detail::context_ref ExecutionContext, path_like Exe,
+            typename... Inits>
+  basic_process(ExecutionContext& ctx, error_code& ec, const Exe& exe,
+                std::initializer_list<std::string_view> args, Inits&&... inits)
+      : pidfd_(ctx.get_executor()) {
+    launch(ec, exe, args, inits...);
+  }
+  template <detail::context_ref ExecutionContext, path_like Exe,
+            argument_range Args, typename... Inits>
+  basic_process(ExecutionContext& ctx, error_code& ec, const Exe& exe,
+                const Args& args, Inits&&... inits)
+      : pidfd_(ctx.get_executor()) {
+    launch(ec, exe, args, inits...);
+  }
+  /// @}
 
   basic_process(basic_process&& other) noexcept
       : pid_(std::exchange(other.pid_, -1)),
         native_status_(std::exchange(other.native_status_, still_active)),
+        usage_(std::exchange(other.usage_, rusage_type{})),
         pidfd_(std::move(other.pidfd_)) {}
 
   /// Converting move.
@@ -114,6 +278,7 @@ public:
   basic_process(basic_process<Executor1>&& other) noexcept
       : pid_(std::exchange(other.pid_, -1)),
         native_status_(std::exchange(other.native_status_, still_active)),
+        usage_(std::exchange(other.usage_, rusage_type{})),
         pidfd_(std::move(other.pidfd_)) {}
 
   basic_process& operator=(basic_process&& other) noexcept {
@@ -121,6 +286,7 @@ public:
       abandon();
       pid_ = std::exchange(other.pid_, -1);
       native_status_ = std::exchange(other.native_status_, still_active);
+      usage_ = std::exchange(other.usage_, rusage_type{});
       pidfd_ = std::move(other.pidfd_);
     }
     return *this;
@@ -152,6 +318,12 @@ public:
   /// The Boost.Process v2 exit code (see the overview).
   int exit_code() const noexcept { return evaluate_exit_code(native_status_); }
 
+  /// How the child ended and the resources it used; `running()` until the
+  /// child is reaped.
+  exit_status status() const noexcept {
+    return exit_status(native_status_, usage_);
+  }
+
   /// Whether the child is still running; reaps it (without waiting) if it
   /// has exited.
   bool running(error_code& ec) {
@@ -162,7 +334,8 @@ public:
       ec = errc::no_process;
       return false;
     }
-    int r = aspawn::reap(pidfd_.native_handle(), pid_, false, native_status_);
+    int r = aspawn::reap(pidfd_.native_handle(), pid_, false, native_status_,
+                         &usage_);
     if (r < 0) {
       ec = reap_error(r);
       return false;
@@ -185,7 +358,8 @@ public:
       ec = errc::no_process;
       return -1;
     }
-    int r = aspawn::reap(pidfd_.native_handle(), pid_, true, native_status_);
+    int r = aspawn::reap(pidfd_.native_handle(), pid_, true, native_status_,
+                         &usage_);
     if (r < 0)
       ec = reap_error(r);
     return exit_code();
@@ -222,8 +396,9 @@ public:
   /// SIGTERM.
   void request_exit(error_code& ec) { signal(SIGTERM, ec); }
   void request_exit() { signal(SIGTERM); }
-  /// SIGKILL, then reaps the child (as Boost.Process v2 does; brief, since
-  /// the child was killed).
+  /// SIGKILL, then reaps the child (a brief wait: SIGKILL cannot be caught).
+  /// Boost.Process v2 only sends the signal; waiting afterwards works with
+  /// both.
   void terminate(error_code& ec) {
     signal(SIGKILL, ec);
     if (!ec)
@@ -278,8 +453,187 @@ public:
         wait_op{this}, token, pidfd_);
   }
 
+  /// Waits for the child to exit and reaps it, delivering the full status.
+  /**
+   * As `async_wait`, with the completion signature
+   * `void(error_code ec, exit_status status)`: how the child ended and the
+   * CPU time and peak memory it used (see `aspawn/exit_status.hpp`). On
+   * error, `status` is what is known (`running()` if the child was not
+   * reaped).
+   */
+  template <typename Token =
+                boost::asio::default_completion_token_t<executor_type>>
+  auto async_wait_status(Token&& token = {}) {
+    return boost::asio::async_compose<Token, void(error_code, exit_status)>(
+        wait_status_op{this}, token, pidfd_);
+  }
+
+  /// Stops the child gracefully: SIGTERM, then SIGKILL if it has not exited
+  /// within `grace`.
+  /**
+   * Completes once the child has exited and been reaped, whichever signal
+   * ended it (a child that ignores or handles SIGTERM is killed when the
+   * grace period runs out; one that was already over is just reaped).
+   *
+   * @par Completion signature
+   * `void(error_code ec, exit_status status)`.
+   *
+   * @par Errors
+   * As `async_wait`; the failure of sending SIGTERM.
+   *
+   * @par Per-operation cancellation
+   * Terminal, partial and total: the operation completes with
+   * `operation_aborted`; the child, which has received SIGTERM, is left
+   * alone (it may still be running).
+   *
+   * @par Object lifetimes
+   * As `async_wait`.
+   */
+  template <typename Rep, typename Period,
+            typename Token =
+                boost::asio::default_completion_token_t<executor_type>>
+  auto async_stop(std::chrono::duration<Rep, Period> grace, Token&& token = {}) {
+    return boost::asio::async_compose<Token, void(error_code, exit_status)>(
+        stop_op{this,
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    grace)},
+        token, pidfd_);
+  }
+
 private:
   template <typename> friend class basic_process;
+
+  using rusage_type = struct rusage;
+  using timer_type =
+      boost::asio::basic_waitable_timer<std::chrono::steady_clock,
+                                        boost::asio::wait_traits<
+                                            std::chrono::steady_clock>,
+                                        Executor>;
+
+  struct wait_status_op {
+    basic_process* self_;
+
+    template <typename Self> void operator()(Self& self) {
+      self.reset_cancellation_state(boost::asio::enable_total_cancellation());
+      self_->async_wait(std::move(self));
+    }
+    template <typename Self> void operator()(Self& self, error_code ec, int) {
+      self.complete(ec, self_->status());
+    }
+  };
+
+  struct stop_op {
+    basic_process* self_;
+    std::chrono::steady_clock::duration grace_;
+    std::unique_ptr<timer_type> timer_{};
+    error_code error_{};
+
+    template <typename Self> void operator()(Self& self) {
+      self.reset_cancellation_state(boost::asio::enable_total_cancellation());
+      auto& p = *self_;
+      if (p.native_status_ != still_active || !p.pidfd_.is_open()) {
+        p.async_wait(std::move(self)); // completes at once, with the status
+        return;
+      }
+      p.signal(SIGTERM, error_);
+      if (error_) { // e.g. EPERM: the child may never exit, do not wait
+        boost::asio::post(p.pidfd_.get_executor(),
+                          boost::asio::append(std::move(self), error_, -1));
+        return;
+      }
+      timer_ = std::make_unique<timer_type>(p.pidfd_.get_executor(), grace_);
+      auto& timer = *timer_;
+      boost::asio::experimental::make_parallel_group(
+          timer.async_wait(boost::asio::deferred),
+          p.async_wait(boost::asio::deferred))
+          .async_wait(boost::asio::experimental::wait_for_one(),
+                      std::move(self));
+    }
+
+    // The grace period ran out, or the child exited, or both were cancelled.
+    template <typename Self>
+    void operator()(Self& self, std::array<std::size_t, 2> order,
+                    error_code timer_ec, error_code wait_ec, int) {
+      auto& p = *self_;
+      if (order[0] == 1 || p.native_status_ != still_active) {
+        self.complete(p.native_status_ != still_active ? error_code{} : wait_ec,
+                      p.status());
+        return;
+      }
+      if (timer_ec) { // cancelled
+        self.complete(timer_ec, p.status());
+        return;
+      }
+      p.signal(SIGKILL, error_);
+      p.async_wait(std::move(self));
+    }
+
+    template <typename Self> void operator()(Self& self, error_code ec, int) {
+      self.complete(error_ ? error_ : ec, self_->status());
+    }
+  };
+
+  template <typename Exe, typename Args, typename... Inits>
+  void launch_or_throw(const Exe& exe, const Args& args, Inits&... inits) {
+    error_code ec;
+    launch(ec, exe, args, inits...);
+    if (ec) {
+      std::string what = "aspawn::basic_process: launching ";
+      what += path_view(exe);
+      boost::throw_exception(system_error(ec, what));
+    }
+  }
+
+  template <typename Exe, typename Args, typename... Inits>
+  void launch(error_code& ec, const Exe& exe, const Args& args,
+              Inits&... inits) {
+    command cmd;
+    ec = make_command(cmd, exe, args, inits...);
+    if (ec)
+      return;
+    auto& pool = stack_pool::of(boost::asio::query(
+        pidfd_.get_executor(), boost::asio::execution::context));
+    int pid, fd;
+    ec = detail::launch_blocking(cmd, pool.cache(), pid, fd);
+    if (ec)
+      return;
+    pidfd_.assign(fd, ec);
+    if (ec) { // cannot watch it: do not leave it behind
+      aspawn::send_signal(fd, SIGKILL);
+      int st;
+      aspawn::reap(fd, pid, true, st);
+      ::close(fd);
+      return;
+    }
+    pid_ = pid;
+    native_status_ = still_active;
+    prepare_reaper();
+  }
+
+  void attach(pid_type pid, error_code& ec) {
+    ec.clear();
+    if (pid <= 0) {
+      ec = error_code(EINVAL, boost::system::system_category());
+      return;
+    }
+    long fd = ::syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {
+      int err = errno;
+      if (err == ENOSYS)
+        ec = errc::unsupported_by_kernel;
+      else
+        ec = error_code(err, boost::system::system_category());
+      return;
+    }
+    pidfd_.assign(static_cast<int>(fd), ec);
+    if (ec) {
+      ::close(static_cast<int>(fd));
+      return;
+    }
+    pid_ = pid;
+    native_status_ = still_active;
+    prepare_reaper();
+  }
 
   struct wait_op {
     basic_process* self_;
@@ -290,6 +644,8 @@ private:
       auto& p = *self_;
       switch (state_) {
       case 0:
+        self.reset_cancellation_state(
+            boost::asio::enable_total_cancellation());
         if (p.native_status_ != still_active || !p.pidfd_.is_open()) {
           state_ = 2;
           boost::asio::post(p.pidfd_.get_executor(), std::move(self));
@@ -304,8 +660,12 @@ private:
           self.complete(ec, -1);
           return;
         }
+        if (p.native_status_ != still_active) { // reaped meanwhile
+          self.complete(error_code{}, p.exit_code());
+          return;
+        }
         int r = aspawn::reap(p.pidfd_.native_handle(), p.pid_, false,
-                             p.native_status_);
+                             p.native_status_, &p.usage_);
         if (r == 0) { // spurious readiness
           p.pidfd_.async_wait(boost::asio::posix::descriptor_base::wait_read,
                               std::move(self));
@@ -338,6 +698,18 @@ private:
       boost::throw_exception(system_error(ec, what));
   }
 
+  // The reaper must exist before the context shuts down: a process object
+  // destroyed during the shutdown (held by a pending handler) hands its child
+  // to it, and a service created that late would never be shut down, leaving
+  // the child unreaped. Creating it when the object gets a child is enough.
+  void prepare_reaper() noexcept {
+    try {
+      reaper_of();
+    } catch (...) {
+      // Out of memory: abandon() reaps synchronously if it has to.
+    }
+  }
+
   detail::reaper& reaper_of() {
     return boost::asio::use_service<detail::reaper>(boost::asio::query(
         pidfd_.get_executor(), boost::asio::execution::context));
@@ -346,8 +718,14 @@ private:
   void abandon() noexcept {
     if (!pidfd_.is_open())
       return;
-    if (native_status_ != still_active) {
-      pidfd_.close();
+    error_code ignored;
+    int st;
+    if (native_status_ != still_active ||
+        aspawn::reap(pidfd_.native_handle(), pid_, false, st) != 0) {
+      // Reaped before or just now, or not a child of this process (attached
+      // by pid): nothing to kill.
+      pidfd_.close(ignored);
+      pid_ = -1;
       return;
     }
     aspawn::send_signal(pidfd_.native_handle(), SIGKILL);
@@ -365,6 +743,7 @@ private:
 
   int pid_ = -1;
   int native_status_ = still_active;
+  rusage_type usage_{};
   boost::asio::posix::basic_stream_descriptor<Executor> pidfd_;
 };
 

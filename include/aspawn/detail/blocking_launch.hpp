@@ -1,0 +1,90 @@
+// aspawn/detail/blocking_launch.hpp: launching and waiting for the exec.
+//
+// The launching constructors of `basic_process` (the Boost.Process v2
+// surface) report a failed exec synchronously. They use the launch core
+// directly: clone, then a blocking read of the status pipe until EOF, which
+// comes as soon as the child has exec'd or failed a step. A failed child is
+// reaped before returning (it exits right after reporting), so nothing is
+// left behind. `async_spawn` is the non-blocking path.
+
+#ifndef ASPAWN_DETAIL_BLOCKING_LAUNCH_HPP
+#define ASPAWN_DETAIL_BLOCKING_LAUNCH_HPP
+
+#include <cerrno>
+#include <cstddef>
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <aspawn/command.hpp>
+#include <aspawn/core.hpp>
+#include <aspawn/error.hpp>
+
+namespace aspawn::detail {
+
+/// Launches `cmd` and waits until the child has exec'd. On success `pid` and
+/// `pidfd` (owned by the caller) describe the child; on failure no child, fd
+/// or stack is left.
+inline error_code launch_blocking(const command& cmd, stack_cache& stacks,
+                                  int& pid, int& pidfd) noexcept {
+  pid = -1;
+  pidfd = -1;
+  launched l;
+  if (error_code ec = aspawn::launch(cmd, stacks, l))
+    return ec;
+
+  alignas(16) std::byte record[status_area_size];
+  std::size_t got = 0;
+  error_code result;
+  for (;;) {
+    ssize_t n = ::read(l.status_fd, record + got, sizeof record - got);
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+      if (got >= sizeof record) { // the protocol is broken
+        result = errc::protocol_error;
+        break;
+      }
+      continue;
+    }
+    if (n == 0)
+      break;
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN) {
+      pollfd p{l.status_fd, POLLIN, 0};
+      ::poll(&p, 1, -1);
+      continue;
+    }
+    result = error_code(errno, boost::system::system_category());
+    break;
+  }
+  if (result) {
+    // Kills the child, waits for it to leave its stack, and reaps it.
+    abandon_launch(l, stacks);
+    return result;
+  }
+
+  // EOF: the child no longer runs on its stack.
+  ::close(l.status_fd);
+  l.status_fd = -1;
+  stacks.release(l.stack);
+  l.stack = stack_region{};
+  if (l.credentials)
+    end_credential_launch();
+
+  result = decode_status(record, got);
+  if (result) {
+    // The child reported a failed step and exits at once.
+    int status;
+    aspawn::reap(l.pidfd, l.pid, true, status);
+    ::close(l.pidfd);
+    return result;
+  }
+  pid = l.pid;
+  pidfd = l.pidfd;
+  return {};
+}
+
+} // namespace aspawn::detail
+
+#endif // ASPAWN_DETAIL_BLOCKING_LAUNCH_HPP
