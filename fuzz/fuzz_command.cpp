@@ -173,7 +173,7 @@ struct model {
     return true;
   }
   bool fd_ok(int fd) {
-    if (fd < 0) {
+    if (fd < 0 || fd >= (1 << 30)) {
       reject(errc::bad_fd);
       return false;
     }

@@ -16,6 +16,8 @@ namespace aspawn {
 
 namespace {
 
+constexpr int max_fd_number = 1 << 30;
+
 bool has_nul(std::string_view s) noexcept {
   return s.find('\0') != std::string_view::npos;
 }
@@ -101,7 +103,9 @@ bool command::check_text(std::string_view s) {
 }
 
 bool command::check_fd(int fd) {
-  if (fd < 0) {
+  // The kernel caps descriptor numbers at fs.nr_open (at most 2^30 - 8);
+  // larger ones could never exist, and would overflow the scratch numbering.
+  if (fd < 0 || fd >= max_fd_number) {
     fail(errc::bad_fd);
     return false;
   }

@@ -1,6 +1,8 @@
 // The command builder: validation and resolution, without launching.
 #include "common.hpp"
 
+#include <climits>
+
 using aspawn::error_code;
 
 using aspawn::command;
@@ -56,6 +58,8 @@ TEST_CASE("invalid input is recorded with a specific error", "[command]") {
   CHECK(command("/bin/true").env_entry("NOEQUALS").error() ==
         errc::bad_environment_entry);
   CHECK(command("/bin/true").map_fd(-1, 3).error() == errc::bad_fd);
+  CHECK(command("/bin/true").map_fd(INT_MAX, 0).error() == errc::bad_fd);
+  CHECK(command("/bin/true").close_fd(1 << 30).error() == errc::bad_fd);
   CHECK(command("/bin/true").map_fd(5, 3).map_fd(5, 4).error() ==
         errc::duplicate_target_fd);
   CHECK(command("/bin/true").stderr_(aspawn::redirect::null()).error() ==
