@@ -225,6 +225,8 @@ ASPAWN_CHILD_INTERNAL long run_step(const step& s, const std::byte* blob,
     return 0;
   }
   case step_kind::dup:
+    if (s.from_slot) // a per-launch pipe, kept above every named fd
+      return sys::dup3(args.slot[s.a], s.b, 0);
     if (s.a == s.b) { // same fd: make it survive exec
       long fl = sys::fcntl(s.a, F_GETFD, 0);
       if (fl < 0)
@@ -284,6 +286,8 @@ ASPAWN_CHILD_INTERNAL long run_step(const step& s, const std::byte* blob,
     return sys::syscall3(SYS_sched_setaffinity, 0, s.len * 8,
                          reinterpret_cast<long>(blob + s.str));
   case step_kind::pdeathsig: {
+    if (s.c && args.autokill) // kill_on_parent_death: the kernel sees to it
+      return 0;
     long r = sys::prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(s.a), 0,
                         0, 0);
     if (r < 0)
@@ -339,6 +343,17 @@ aspawn_child_main(void* raw) {
   child_args local = args;
   local.status_fd = status_fd;
   local.exec_fd = exec_fd;
+  // And the child's ends of per-launch pipes (close-on-exec, like their
+  // copies).
+  for (int& fd : local.slot) {
+    if (fd < 0 || fd > static_cast<int>(h.max_fd))
+      continue;
+    long moved =
+        sys::fcntl(fd, F_DUPFD_CLOEXEC, static_cast<long>(h.max_fd) + 1);
+    if (moved < 0)
+      fail(status_fd, -1, step_kind::dup, moved);
+    fd = static_cast<int>(moved);
+  }
 
   if (args.reset_handlers) {
     long r = reset_handlers();

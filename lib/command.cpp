@@ -353,6 +353,7 @@ command& command::umask(unsigned mask) {
 }
 
 command& command::no_new_privs() {
+  no_new_privs_ = true;
   add_step(step_kind::no_new_privs);
   return *this;
 }
@@ -401,6 +402,18 @@ command& command::parent_death_signal(int sig) {
   auto& s = add_step(step_kind::pdeathsig);
   s.st.a = sig;
   s.st.b = static_cast<std::int32_t>(::getpid());
+  return *this;
+}
+
+command& command::kill_on_parent_death() {
+  if (kill_on_parent_death_)
+    return *this;
+  kill_on_parent_death_ = true;
+  // Skipped by the child when the clone was made with CLONE_PIDFD_AUTOKILL.
+  auto& s = add_step(step_kind::pdeathsig);
+  s.st.a = SIGKILL;
+  s.st.b = static_cast<std::int32_t>(::getpid());
+  s.st.c = 1;
   return *this;
 }
 
@@ -632,6 +645,7 @@ std::size_t command::pack(std::byte* out) const noexcept {
     }
   }
   // Standard streams.
+  std::uint32_t pipes = 0;
   for (int i = 0; i < 3; ++i) {
     const auto& r = stdio_[i];
     switch (r.which()) {
@@ -672,6 +686,18 @@ std::size_t command::pack(std::byte* out) const noexcept {
       auto st = blank(step_kind::close);
       st.a = i;
       emit(st);
+      break;
+    }
+    case redirect::kind::pipe: {
+      // The pipe is made at each launch; the child finds its end in slot i,
+      // which it keeps above every fd named here (like the status pipe), so
+      // no scratch copy is needed.
+      auto st = blank(step_kind::dup);
+      st.from_slot = 1;
+      st.a = i;
+      st.b = i;
+      emit(st);
+      pipes |= detail::flag_pipe_stdin << i;
       break;
     }
     }
@@ -720,7 +746,9 @@ std::size_t command::pack(std::byte* out) const noexcept {
   h.steps = steps_at;
   h.max_fd = static_cast<std::uint32_t>(next_scratch - 1);
   h.exec_fd = exe_fd_ ? exe_fd_->fd : -1;
-  h.flags = has_mask_ ? detail::flag_sigmask : 0u;
+  h.flags = (has_mask_ ? detail::flag_sigmask : 0u) | pipes |
+            (kill_on_parent_death_ ? detail::flag_kill_on_parent_death : 0u) |
+            (no_new_privs_ ? detail::flag_no_new_privs : 0u);
   h.sigmask = mask_;
   w.set(hdr, h);
   return h.size;

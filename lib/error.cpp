@@ -48,6 +48,9 @@ public:
       return "the child function's user data is too large";
     case errc::empty_command:
       return "the command has no executable";
+    case errc::own_process_group:
+      return "the child is in this process's own process group: a signal to "
+             "the group would reach this process too";
     }
     return "unknown aspawn error " + std::to_string(ev);
   }
@@ -78,6 +81,8 @@ public:
       return make_error_condition(gen::no_child_process);
     case errc::protocol_error:
       return make_error_condition(gen::protocol_error);
+    case errc::own_process_group:
+      return make_error_condition(gen::operation_not_permitted);
     }
     return boost::system::error_condition(ev, *this);
   }

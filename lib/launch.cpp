@@ -10,6 +10,8 @@
 #include <linux/sched.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <poll.h>
@@ -64,6 +66,22 @@ long map_stack(std::size_t usable, stack_region& out) noexcept {
 
 std::atomic<int> method{static_cast<int>(clone_method::automatic)};
 
+// CLONE_PIDFD_AUTOKILL (Linux 7.0, <linux/sched.h> of later systems): the
+// child is killed when its clone pidfd is closed for good. It comes with
+// CLONE_AUTOREAP (no exit signal, the kernel reaps) and needs CLONE_NNP or
+// CAP_SYS_ADMIN.
+constexpr std::uint64_t clone_autoreap = 1ull << 34;
+constexpr std::uint64_t clone_nnp = 1ull << 35;
+constexpr std::uint64_t clone_pidfd_autokill = 1ull << 36;
+// 1 the kernel has it, -1 it has not (or it is not allowed), 0 not probed.
+std::atomic<int> autokill_support{0};
+std::atomic<bool> autokill_allowed{true};
+// Set once the kernel refused it without CLONE_NNP (EPERM): launches
+// without no_new_privs then go straight to PR_SET_PDEATHSIG.
+std::atomic<bool> autokill_needs_nnp{false};
+std::atomic<int> last_parent_death{
+    static_cast<int>(parent_death_mechanism::unknown)};
+
 // Bytes above the launch data that belong to the parent (never touched by
 // the child): room for the status record the parent reads.
 constexpr std::size_t parent_area = parent_area_size;
@@ -99,6 +117,14 @@ bool key_equal(const char* a, const char* b) noexcept {
 }
 
 } // namespace
+
+parent_death_mechanism kill_on_parent_death_mechanism() noexcept {
+  return static_cast<parent_death_mechanism>(last_parent_death.load());
+}
+
+void allow_pidfd_autokill(bool allow) noexcept {
+  autokill_allowed.store(allow);
+}
 
 void set_clone_method(clone_method m) noexcept {
   method.store(static_cast<int>(m));
@@ -298,12 +324,36 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
     return ec;
   }
 
+  // Pipes the command asked for: the child's end goes in its slot, the
+  // parent's end to the caller.
+  int child_end[3] = {-1, -1, -1};
+  for (int i = 0; i < 3; ++i) {
+    if (!(h.flags & (detail::flag_pipe_stdin << i)))
+      continue;
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) {
+      auto ec = sys_error(-errno);
+      for (int k = 0; k < i; ++k)
+        if (child_end[k] >= 0)
+          ::close(child_end[k]);
+      close_pipes(out);
+      ::close(pipefd[0]);
+      ::close(pipefd[1]);
+      stacks.release(stack);
+      return ec;
+    }
+    child_end[i] = p[i == 0 ? 0 : 1];
+    out.pipes[i] = p[i == 0 ? 1 : 0];
+  }
+
   cargs->blob = blob;
   cargs->path = reinterpret_cast<const char*>(blob + h.exe);
   cargs->argv = argv;
   cargs->envp = envp;
   cargs->status_fd = pipefd[1];
   cargs->exec_fd = -1;
+  for (int i = 0; i < 3; ++i)
+    cargs->slot[i] = child_end[i];
 
   const bool creds = cmd.changes_credentials();
   if (creds)
@@ -321,6 +371,9 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
 
   int pidfd = -1;
   long pid = -ENOSYS;
+  bool autokilled = false;
+  bool refused_without_nnp = false;
+  cargs->autokill = 0;
   auto m = static_cast<clone_method>(method.load(std::memory_order_relaxed));
   const int cgroup_fd = cmd.cgroup_fd();
   if (cgroup_fd >= 0 && m == clone_method::legacy_clone)
@@ -340,7 +393,35 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
       ca.cgroup = static_cast<std::uint64_t>(cgroup_fd);
       ca_size = CLONE_ARGS_SIZE_VER2;
     }
-    pid = aspawn_clone3(&ca, ca_size, aspawn_child_main, cargs);
+    autokilled = false;
+    if (h.flags & detail::flag_kill_on_parent_death) {
+      const bool nnp = (h.flags & detail::flag_no_new_privs) != 0;
+      const int known = autokill_support.load(std::memory_order_relaxed);
+      if (autokill_allowed.load(std::memory_order_relaxed) && known >= 0 &&
+          (nnp || !autokill_needs_nnp.load(std::memory_order_relaxed))) {
+        struct clone_args ka = ca;
+        ka.flags |= clone_autoreap | clone_pidfd_autokill | (nnp ? clone_nnp : 0);
+        ka.exit_signal = 0; // required with CLONE_AUTOREAP
+        cargs->autokill = 1;
+        pid = aspawn_clone3(&ka, ca_size, aspawn_child_main, cargs);
+        autokilled = pid >= 0;
+        if (pid >= 0) {
+          autokill_support.store(1, std::memory_order_relaxed);
+        } else if (pid == -EINVAL && known == 0) {
+          // A kernel without the flags (or without clone3 at all: the plain
+          // attempt below finds out).
+          autokill_support.store(-1, std::memory_order_relaxed);
+        } else if (pid == -EPERM && !nnp) {
+          refused_without_nnp = true;
+        }
+      }
+    }
+    if (!autokilled && (pid == -ENOSYS || pid == -EINVAL || pid == -EPERM)) {
+      cargs->autokill = 0;
+      pid = aspawn_clone3(&ca, ca_size, aspawn_child_main, cargs);
+      if (pid >= 0 && refused_without_nnp)
+        autokill_needs_nnp.store(true, std::memory_order_relaxed);
+    }
     if (cgroup_fd >= 0) {
       // Errors are the cgroup's, or a kernel without CLONE_INTO_CGROUP;
       // they say nothing about clone3 itself.
@@ -364,10 +445,15 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
   sys::rt_sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   ::pthread_setcancelstate(old_cancel, nullptr);
 
-  // The child holds its own copy of the write end until exec or exit.
+  // The child holds its own copies of the write end and of its pipe ends
+  // until exec or exit.
   ::close(pipefd[1]);
+  for (int fd : child_end)
+    if (fd >= 0)
+      ::close(fd);
   if (pid < 0) {
     ::close(pipefd[0]);
+    close_pipes(out);
     if (creds)
       end_credential_launch();
     stacks.release(stack);
@@ -375,8 +461,14 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
       return errc::unsupported_by_kernel;
     return sys_error(pid);
   }
+  if (h.flags & detail::flag_kill_on_parent_death)
+    last_parent_death.store(
+        static_cast<int>(autokilled ? parent_death_mechanism::pidfd_autokill
+                                    : parent_death_mechanism::parent_death_signal),
+        std::memory_order_relaxed);
   out.pid = static_cast<int>(pid);
   out.pidfd = pidfd;
+  out.autoreaped = autokilled;
   out.status_fd = pipefd[0];
   out.stack = stack;
   out.credentials = creds;
@@ -396,8 +488,58 @@ error_code decode_status(const void* data, std::size_t size) noexcept {
   return make_child_error(rec.step, static_cast<step_kind>(rec.kind), rec.err);
 }
 
-int reap(int pidfd, int pid, bool block, int& status,
-         struct rusage* usage) noexcept {
+namespace {
+
+// struct pidfd_info of <linux/pidfd.h> (Linux 6.13; exit_code 6.15), its
+// first published size.
+struct pidfd_info_v0 {
+  std::uint64_t mask;
+  std::uint64_t cgroupid;
+  std::uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid,
+      fsgid;
+  std::int32_t exit_code;
+};
+static_assert(sizeof(pidfd_info_v0) == 64);
+constexpr unsigned long pidfd_get_info =
+    (3ul << 30) | (sizeof(pidfd_info_v0) << 16) | (0xfful << 8) | 11;
+constexpr std::uint64_t pidfd_info_exit = 1u << 3;
+
+// The exit status of a child the kernel reaped itself.
+int reap_autoreaped(int pidfd, bool block, int& status,
+                    struct rusage* usage) noexcept {
+  for (;;) {
+    pollfd p{pidfd, POLLIN, 0};
+    int n = ::poll(&p, 1, block ? -1 : 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -errno;
+    if (n == 0)
+      return 0;
+    pidfd_info_v0 info;
+    std::memset(&info, 0, sizeof info);
+    info.mask = pidfd_info_exit;
+    if (::ioctl(pidfd, pidfd_get_info, &info) != 0 && errno != ESRCH)
+      return -errno;
+    if (info.mask & pidfd_info_exit) {
+      status = info.exit_code;
+      if (usage)
+        std::memset(usage, 0, sizeof *usage);
+      return 1;
+    }
+    // Readable (exited) but not released by the kernel yet: a moment.
+    if (!block)
+      return 0;
+    ::sched_yield();
+  }
+}
+
+} // namespace
+
+int reap(int pidfd, int pid, bool block, int& status, struct rusage* usage,
+         bool autoreaped) noexcept {
+  if (autoreaped)
+    return reap_autoreaped(pidfd, block, status, usage);
   static std::atomic<bool> no_p_pidfd{false};
   siginfo_t info;
   for (;;) {
@@ -454,7 +596,60 @@ int send_signal(int pidfd, int sig) noexcept {
       sys::syscall4(SYS_pidfd_send_signal, pidfd, sig, 0, 0));
 }
 
+namespace {
+std::atomic<int> group_method{static_cast<int>(group_signal_method::automatic)};
+// 0 unknown, 1 the kernel has PIDFD_SIGNAL_PROCESS_GROUP, -1 it has not.
+std::atomic<int> pidfd_group_support{0};
+constexpr unsigned pidfd_signal_process_group = 1u << 2;
+} // namespace
+
+void set_group_signal_method(group_signal_method m) noexcept {
+  group_method.store(static_cast<int>(m));
+}
+
+int send_group_signal(int pidfd, int pid, int sig) noexcept {
+  if (sig < 0 || sig > 64 || pid <= 0)
+    return -EINVAL;
+  // The child's group, to refuse the caller's own (the check costs one
+  // system call; a group signal is rare).
+  long pgid = sys::syscall1(SYS_getpgid, pid);
+  if (pgid < 0)
+    return static_cast<int>(pgid);
+  if (pgid == ::getpgrp())
+    return -EDEADLK;
+  if (static_cast<group_signal_method>(group_method.load()) ==
+          group_signal_method::automatic &&
+      pidfd_group_support.load(std::memory_order_relaxed) >= 0) {
+    long r = sys::syscall4(SYS_pidfd_send_signal, pidfd, sig, 0,
+                           pidfd_signal_process_group);
+    if (r == 0) {
+      pidfd_group_support.store(1, std::memory_order_relaxed);
+      return 0;
+    }
+    if (r == -EINVAL && pidfd_group_support.load() == 0) {
+      // EINVAL for a valid signal: a kernel without the flag.
+      pidfd_group_support.store(-1, std::memory_order_relaxed);
+    } else if (r != -ESRCH) {
+      return static_cast<int>(r);
+    }
+    // ESRCH: the child has exited (a zombie, not reaped), the rest of its
+    // group may live on: its group id is still reserved, kill() reaches it.
+  }
+  if (::kill(static_cast<pid_t>(-pgid), sig) != 0)
+    return -errno;
+  return 0;
+}
+
+void close_pipes(launched& l) noexcept {
+  for (int& fd : l.pipes)
+    if (fd >= 0) {
+      ::close(fd);
+      fd = -1;
+    }
+}
+
 void abandon_launch(launched& l, stack_cache& stacks) noexcept {
+  close_pipes(l);
   if (l.pidfd >= 0)
     send_signal(l.pidfd, SIGKILL);
   if (l.status_fd >= 0) {
@@ -489,7 +684,7 @@ void abandon_launch(launched& l, stack_cache& stacks) noexcept {
   }
   if (l.pidfd >= 0) {
     int status;
-    reap(l.pidfd, l.pid, true, status);
+    reap(l.pidfd, l.pid, true, status, nullptr, l.autoreaped);
     ::close(l.pidfd);
     l.pidfd = -1;
   }

@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "proc_util.hpp"
+
 #include <cstdlib>
 #include <dirent.h>
 #include <fcntl.h>
@@ -44,27 +46,13 @@ inline aspawn::command helper_cmd(std::initializer_list<std::string_view> args) 
 
 /// The open fds of this process.
 inline std::set<int> open_fds() {
-  std::set<int> fds;
-  DIR* d = ::opendir("/proc/self/fd");
-  REQUIRE(d != nullptr);
-  int self = ::dirfd(d);
-  while (auto* e = ::readdir(d)) {
-    if (e->d_name[0] == '.')
-      continue;
-    int fd = std::atoi(e->d_name);
-    if (fd != self)
-      fds.insert(fd);
-  }
-  ::closedir(d);
-  return fds;
+  auto fds = proc::open_fds();
+  REQUIRE(fds.has_value());
+  return *fds;
 }
 
 /// Whether this process has any child left (running or zombie).
-inline bool has_children() {
-  siginfo_t info{};
-  int r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
-  return r == 0; // ECHILD: none at all
-}
+inline bool has_children() { return proc::has_children(); }
 
 /// A pipe whose read end is close-on-exec in the parent.
 struct pipe_pair {

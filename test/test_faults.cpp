@@ -119,20 +119,7 @@ fork_outcome run_forked(const std::function<int()>& body) {
 
 // The open fds, without Catch2 (usable in a forked child).
 std::set<int> fds_now() {
-  std::set<int> fds;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (!d)
-    return {-1};
-  int self = ::dirfd(d);
-  while (auto* e = ::readdir(d)) {
-    if (e->d_name[0] == '.')
-      continue;
-    int fd = std::atoi(e->d_name);
-    if (fd != self)
-      fds.insert(fd);
-  }
-  ::closedir(d);
-  return fds;
+  return test::proc::open_fds().value_or(std::set<int>{-1});
 }
 
 std::string fd_list(const std::set<int>& fds) {

@@ -101,20 +101,6 @@ std::string fds_line(const std::set<int>& fds) {
   return s + "\n";
 }
 
-std::string read_fd(int fd) {
-  std::string s;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      s.append(buf, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR)
-      continue;
-    return s;
-  }
-}
 
 // Runs `cmd`, requires success and exit status 0, returns stdout.
 std::string output_of(const command& cmd) {
@@ -256,8 +242,8 @@ TEST_CASE("map_fd(3, 4) and map_fd(4, 3) swap two descriptors", "[steps][fd]") {
   REQUIRE_FALSE(r.ec);
   CHECK(r.out ==
         "fd 3 -> " + b_link + "\nfd 4 -> " + a_link + "\nfds=0 1 2 3 4\n");
-  CHECK(read_fd(b_rd.fd) == "to child 3");
-  CHECK(read_fd(a_rd.fd) == "to child 4");
+  CHECK(test::proc::read_to_eof(b_rd.fd) == "to child 3");
+  CHECK(test::proc::read_to_eof(a_rd.fd) == "to child 4");
   CHECK(test::open_fds().count(3) == 0);
   CHECK(test::open_fds().count(4) == 0);
   CHECK_FALSE(test::has_children());
@@ -655,7 +641,7 @@ std::string launch_after_setenv(bool with_edit) {
     ::_exit(0);
   }
   ::close(report[1]);
-  std::string out = read_fd(report[0]);
+  std::string out = test::proc::read_to_eof(report[0]);
   ::close(report[0]);
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);

@@ -28,6 +28,7 @@
 #ifndef ASPAWN_ASYNC_SPAWN_HPP
 #define ASPAWN_ASYNC_SPAWN_HPP
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -93,6 +94,7 @@ template <typename Executor> struct launch_guard {
     }
     if (l.stack || l.pidfd >= 0 || l.status_fd >= 0)
       abandon_launch(l, *stacks);
+    close_pipes(l);
   }
 
   void watch(const Executor& ex, int fd, bool is_pidfd) {
@@ -183,9 +185,15 @@ template <typename Executor> struct spawn_op {
           result_ = boost::asio::error::operation_aborted;
         if (!result_) {
           guard_.release_stack();
-          process_type p(ex_, std::exchange(guard_.l.pid, -1),
-                         std::exchange(guard_.l.pidfd, -1));
-          self.complete(error_code{}, std::move(p));
+          std::optional<process_type> p;
+          try {
+            p.emplace(ex_, std::move(guard_.l));
+          } catch (const boost::system::system_error& e) {
+            // The constructor killed and reaped the child.
+            self.complete(e.code(), process_type(ex_));
+            return;
+          }
+          self.complete(error_code{}, std::move(*p));
           return;
         }
         // A failed launch: reap the child before completing.
@@ -213,7 +221,7 @@ template <typename Executor> struct spawn_op {
     case reaping: {
       int status;
       int r = aspawn::reap(guard_.desc->native_handle(), guard_.l.pid, false,
-                           status);
+                           status, nullptr, guard_.l.autoreaped);
       if (r == 0) { // not yet (or the wait was cancelled): reaping is due
         wait_exit(self);
         return;
@@ -221,6 +229,7 @@ template <typename Executor> struct spawn_op {
       guard_.desc->close();
       guard_.l.pid = -1;
       guard_.release_stack();
+      close_pipes(guard_.l);
       self.complete(result_, process_type(ex_));
       return;
     }

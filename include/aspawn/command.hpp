@@ -60,7 +60,7 @@ namespace aspawn {
 /// Where a child file descriptor comes from.
 class redirect {
 public:
-  enum class kind { inherit, null, file, fd, to_stdout, close };
+  enum class kind { inherit, null, file, fd, to_stdout, close, pipe };
 
   /// Leave the descriptor as the parent has it.
   static redirect inherit() noexcept { return redirect(kind::inherit); }
@@ -99,6 +99,10 @@ public:
   static redirect from(IoObject& io) noexcept {
     return from_fd(static_cast<int>(io.native_handle()));
   }
+  /// A new pipe for each launch: the child gets one end, the process object
+  /// the other (`basic_process::take_stdin_pipe()`, `take_stdout_pipe()`,
+  /// `take_stderr_pipe()`). Standard streams only.
+  static redirect pipe() noexcept { return redirect(kind::pipe); }
   /// Make it a copy of the child's stdout (`2>&1`).
   static redirect to_stdout() noexcept { return redirect(kind::to_stdout); }
   /// Close it in the child.
@@ -248,6 +252,27 @@ public:
   /// Signal sent to the child when the launching thread exits
   /// (`PR_SET_PDEATHSIG`).
   command& parent_death_signal(int sig);
+  /// Kills the child (SIGKILL) when this process ends, however it ends.
+  /**
+   * Where the kernel has `CLONE_PIDFD_AUTOKILL` (probed at the first such
+   * launch) the child is cloned with it: the kernel kills the child when
+   * its pidfd is closed for good, which the exit of this process does. The
+   * child is then reaped by the kernel (`CLONE_AUTOREAP`); its exit status
+   * still reaches `async_wait` (through `PIDFD_GET_INFO`), without resource
+   * usage. Unprivileged callers get it only with `no_new_privs()` (the
+   * kernel requires `CLONE_NNP` or `CAP_SYS_ADMIN`).
+   *
+   * Elsewhere the child arms `PR_SET_PDEATHSIG` with SIGKILL, checking that
+   * the parent did not exit before: the kernel then kills it when the
+   * thread that launched it exits, so launch from threads that live as long
+   * as the program (an io_context's threads normally do).
+   *
+   * Either way a detached child keeps running until this process ends, and
+   * executing a set-user-ID program drops the protection (the kernel clears
+   * the parent-death signal; `no_new_privs()` prevents the privilege gain).
+   * `kill_on_parent_death_mechanism()` tells which mechanism launches use.
+   */
+  command& kill_on_parent_death();
   /// Holds the executable open (`O_PATH`) from now on and launches it with
   /// `execveat(fd, "", ..., AT_EMPTY_PATH)`: later renames or replacements
   /// of the path do not affect the command. Scripts (`#!`) are launched by
@@ -342,6 +367,8 @@ private:
   bool has_mask_ = false;
   std::uint64_t mask_ = 0;
   bool creds_ = false;
+  bool kill_on_parent_death_ = false;
+  bool no_new_privs_ = false;
   std::shared_ptr<const held_fd> exe_fd_;
   std::shared_ptr<const held_fd> cgroup_fd_;
   error_code error_;

@@ -119,7 +119,32 @@ struct launched {
   int status_fd = -1;  // read end of the status pipe, close-on-exec
   stack_region stack;  // to release after EOF on status_fd
   bool credentials = false; // call `end_credential_launch()` after EOF
+  /// The parent's ends of the pipes the command asked for
+  /// (`redirect::pipe()`), close-on-exec, or -1: `pipes[0]` writes to the
+  /// child's stdin, `pipes[1]` and `pipes[2]` read its stdout and stderr.
+  int pipes[3] = {-1, -1, -1};
+  /// The kernel reaps the child itself (`CLONE_AUTOREAP`, which comes with
+  /// `CLONE_PIDFD_AUTOKILL`): pass `autoreaped = true` to `reap`.
+  bool autoreaped = false;
 };
+
+/// How `command::kill_on_parent_death()` is carried out.
+enum class parent_death_mechanism {
+  /// Not probed yet (no such launch so far).
+  unknown,
+  /// `clone3` with `CLONE_PIDFD_AUTOKILL` and `CLONE_AUTOREAP`.
+  pidfd_autokill,
+  /// `PR_SET_PDEATHSIG` with SIGKILL in the child.
+  parent_death_signal,
+};
+/// The mechanism launches use, as far as probed so far.
+parent_death_mechanism kill_on_parent_death_mechanism() noexcept;
+/// Whether launches may use `CLONE_PIDFD_AUTOKILL` where the kernel has it
+/// (default: true). With false, `PR_SET_PDEATHSIG` is used everywhere.
+void allow_pidfd_autokill(bool allow) noexcept;
+
+/// Closes the pipe ends `l` still holds.
+void close_pipes(launched& l) noexcept;
 
 /// Starts `cmd` on a stack from `stacks`. Returns without waiting for the
 /// child. On failure nothing is left behind: no child, no fd, no stack.
@@ -153,16 +178,44 @@ inline constexpr int still_active = 0x017f;
 /// @returns 1 and sets `status` (waitpid encoding) and `usage` (if not null)
 /// if the child was reaped; 0 if it is still running; `-errno` on failure
 /// (`-ECHILD`: someone else collected the status).
+///
+/// For a child the kernel reaps itself (`launched::autoreaped`), the status
+/// comes from `ioctl(PIDFD_GET_INFO)` once the child is gone; `usage` is
+/// then zeroed (the kernel keeps no resource usage for it).
 int reap(int pidfd, int pid, bool block, int& status,
-         struct rusage* usage = nullptr) noexcept;
+         struct rusage* usage = nullptr, bool autoreaped = false) noexcept;
 
 /// Sends `sig` through the pidfd (`pidfd_send_signal`, Linux 5.1); never to
 /// a recycled pid. Returns 0 or `-errno`.
 int send_signal(int pidfd, int sig) noexcept;
 
+/// How `send_group_signal` reaches a process group.
+enum class group_signal_method {
+  /// `pidfd_send_signal(PIDFD_SIGNAL_PROCESS_GROUP)` where the kernel has it
+  /// (Linux 6.9), probed once; `kill(-pgid)` otherwise.
+  automatic,
+  /// Always `kill(-pgid)` (for tests of the fallback).
+  kill,
+};
+/// Chooses the method for the whole process (default: automatic).
+void set_group_signal_method(group_signal_method m) noexcept;
+
+/// Sends `sig` to the process group of the child `pid` owned through
+/// `pidfd`, which the caller has not reaped.
+/**
+ * Through the pidfd where the kernel can (`PIDFD_SIGNAL_PROCESS_GROUP`), so
+ * the group is the child's own even if its pid were recycled. Before Linux
+ * 6.9, `getpgid(pid)` then `kill(-pgid, sig)`: safe for an unreaped child,
+ * since neither its pid nor its group id can be reused while it is a
+ * zombie. Refuses, with `-EDEADLK`, a group that contains the calling
+ * process. Returns 0 or `-errno`.
+ */
+int send_group_signal(int pidfd, int pid, int sig) noexcept;
+
 /// Kills a child whose launch is being abandoned, waits (briefly: it was
 /// SIGKILLed) for its status pipe to close so that its stack is free, gives
-/// the stack back and reaps the child. For destructors; blocks.
+/// the stack back, reaps the child and closes its pipes. For destructors;
+/// blocks.
 void abandon_launch(launched& l, stack_cache& stacks) noexcept;
 
 /// Undoes, once no credential-changing child is between clone and exec, the

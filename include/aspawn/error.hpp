@@ -76,6 +76,10 @@ enum class errc : int {
   user_data_too_large,
   /// The command holds no executable (default-constructed or moved from).
   empty_command,
+  /// A signal meant for the child's process group would reach this process
+  /// too: the child is in the caller's own group (launch it with
+  /// `command::process_group(0)` to give it a group of its own).
+  own_process_group,
 };
 
 /// The category of `aspawn::errc`.

@@ -133,6 +133,12 @@ error_code apply_initializer(Init& init, command& cmd) {
 
 } // namespace detail
 
+/// Initializer: the child is killed when this process ends (see
+/// `command::kill_on_parent_death`).
+struct process_kill_on_parent_death {
+  void on_setup(command& cmd) const { cmd.kill_on_parent_death(); }
+};
+
 /// Translates a Boost.Process v2 style launch description into `cmd`.
 /**
  * @returns the first error of an initializer, or the command's own

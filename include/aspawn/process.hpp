@@ -94,6 +94,8 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
+#include <boost/asio/basic_readable_pipe.hpp>
+#include <boost/asio/basic_writable_pipe.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/cancellation_type.hpp>
@@ -163,6 +165,17 @@ public:
   basic_process(ExecutionContext& ctx, int pid, int pidfd)
       : pid_(pid), pidfd_(ctx.get_executor(), pidfd) {
     prepare_reaper();
+  }
+
+  /// Adopts the child of a finished launch (`aspawn::launch` once its
+  /// status pipe has reported the exec, stack released): its pid, pidfd and
+  /// the parent's ends of its pipes, which `l` no longer holds afterwards.
+  /**
+   * @throws system_error if the pidfd cannot be registered with the
+   * reactor; the child is then killed and reaped and its pipes closed.
+   */
+  basic_process(const executor_type& ex, launched&& l) : pidfd_(ex) {
+    take_child(l);
   }
 
   /// @name Attaching to a running process
@@ -270,6 +283,8 @@ public:
       : pid_(std::exchange(other.pid_, -1)),
         native_status_(std::exchange(other.native_status_, still_active)),
         usage_(std::exchange(other.usage_, rusage_type{})),
+        pipes_(std::exchange(other.pipes_, no_pipes)),
+        autoreaped_(std::exchange(other.autoreaped_, false)),
         pidfd_(std::move(other.pidfd_)) {}
 
   /// Converting move.
@@ -279,14 +294,19 @@ public:
       : pid_(std::exchange(other.pid_, -1)),
         native_status_(std::exchange(other.native_status_, still_active)),
         usage_(std::exchange(other.usage_, rusage_type{})),
+        pipes_(std::exchange(other.pipes_, no_pipes)),
+        autoreaped_(std::exchange(other.autoreaped_, false)),
         pidfd_(std::move(other.pidfd_)) {}
 
   basic_process& operator=(basic_process&& other) noexcept {
     if (this != &other) {
       abandon();
+      close_pipes();
       pid_ = std::exchange(other.pid_, -1);
       native_status_ = std::exchange(other.native_status_, still_active);
       usage_ = std::exchange(other.usage_, rusage_type{});
+      pipes_ = std::exchange(other.pipes_, no_pipes);
+      autoreaped_ = std::exchange(other.autoreaped_, false);
       pidfd_ = std::move(other.pidfd_);
     }
     return *this;
@@ -296,11 +316,45 @@ public:
   basic_process& operator=(const basic_process&) = delete;
 
   /// Kills a running, non-detached child and leaves it to the reaper (see
-  /// the header's overview). Never blocks.
-  ~basic_process() { abandon(); }
+  /// the header's overview), and closes the pipe ends not taken. Never
+  /// blocks.
+  ~basic_process() {
+    abandon();
+    close_pipes();
+  }
 
   /// The executor.
   executor_type get_executor() noexcept { return pidfd_.get_executor(); }
+
+  /// @name Pipes made by the command (`redirect::pipe()`)
+  /// @{
+  /// The pipe to the child's stdin.
+  using stdin_pipe_type = boost::asio::basic_writable_pipe<Executor>;
+  /// The pipe from the child's stdout or stderr.
+  using output_pipe_type = boost::asio::basic_readable_pipe<Executor>;
+
+  /// Hands over the parent's end of the child's stdin pipe, on this
+  /// object's executor; closing it sends end-of-file to the child. A second
+  /// call, or a command without `stdin_(redirect::pipe())`, gives a pipe
+  /// that is not open.
+  /** @throws system_error if the pipe cannot be registered with the
+   * reactor (it is closed then). */
+  stdin_pipe_type take_stdin_pipe() { return take_pipe<stdin_pipe_type>(0); }
+  /// Hands over the read end of the child's stdout pipe (see
+  /// `take_stdin_pipe`).
+  output_pipe_type take_stdout_pipe() {
+    return take_pipe<output_pipe_type>(1);
+  }
+  /// Hands over the read end of the child's stderr pipe (see
+  /// `take_stdin_pipe`).
+  output_pipe_type take_stderr_pipe() {
+    return take_pipe<output_pipe_type>(2);
+  }
+  /// Whether the pipe for standard stream `fd` (0, 1 or 2) is still held.
+  bool has_pipe(int fd) const noexcept {
+    return fd >= 0 && fd <= 2 && pipes_[static_cast<std::size_t>(fd)] >= 0;
+  }
+  /// @}
 
   /// The child's pid, or -1.
   int id() const noexcept { return pid_; }
@@ -335,7 +389,7 @@ public:
       return false;
     }
     int r = aspawn::reap(pidfd_.native_handle(), pid_, false, native_status_,
-                         &usage_);
+                         &usage_, autoreaped_);
     if (r < 0) {
       ec = reap_error(r);
       return false;
@@ -359,7 +413,7 @@ public:
       return -1;
     }
     int r = aspawn::reap(pidfd_.native_handle(), pid_, true, native_status_,
-                         &usage_);
+                         &usage_, autoreaped_);
     if (r < 0)
       ec = reap_error(r);
     return exit_code();
@@ -388,6 +442,42 @@ public:
     error_code ec;
     signal(sig, ec);
     throw_if(ec, "signal");
+  }
+
+  /// Sends `sig` to the child's process group: the child and every process
+  /// in its group (a pipeline, a shell's jobs, a build tool's workers).
+  /**
+   * Through the pidfd (`PIDFD_SIGNAL_PROCESS_GROUP`, Linux 6.9), or before
+   * that with `kill(-pgid)`, which is equally safe here since the child is
+   * not reaped yet (see `aspawn::send_group_signal`). Give the child a
+   * group of its own with `command::process_group(0)`.
+   *
+   * @par Errors
+   * `errc::no_process` without a child; `errc::own_process_group` if the
+   * child is in the caller's own group (the signal would reach the caller);
+   * `errc::status_unavailable` once the child has been reaped (its group may
+   * be gone or reused); the kernel's errors (`EPERM`, `EINVAL`).
+   */
+  void signal_group(int sig, error_code& ec) {
+    ec.clear();
+    if (!pidfd_.is_open()) {
+      ec = errc::no_process;
+      return;
+    }
+    if (native_status_ != still_active) {
+      ec = errc::status_unavailable;
+      return;
+    }
+    int r = aspawn::send_group_signal(pidfd_.native_handle(), pid_, sig);
+    if (r == -EDEADLK)
+      ec = errc::own_process_group;
+    else if (r < 0)
+      ec = error_code(-r, boost::system::system_category());
+  }
+  void signal_group(int sig) {
+    error_code ec;
+    signal_group(sig, ec);
+    throw_if(ec, "signal_group");
   }
 
   /// SIGINT.
@@ -420,7 +510,8 @@ public:
   /// context's reaper reaps it when it exits.
   void detach() {
     if (pidfd_.is_open() && native_status_ == still_active)
-      reaper_of().adopt(pidfd_.get_executor(), pid_, pidfd_.release(), false);
+      reaper_of().adopt(pidfd_.get_executor(), pid_, pidfd_.release(), false,
+                        autoreaped_);
     else if (pidfd_.is_open())
       pidfd_.close();
     pid_ = -1;
@@ -593,21 +684,15 @@ private:
       return;
     auto& pool = stack_pool::of(boost::asio::query(
         pidfd_.get_executor(), boost::asio::execution::context));
-    int pid, fd;
-    ec = detail::launch_blocking(cmd, pool.cache(), pid, fd);
+    launched l;
+    ec = detail::launch_blocking(cmd, pool.cache(), l);
     if (ec)
       return;
-    pidfd_.assign(fd, ec);
-    if (ec) { // cannot watch it: do not leave it behind
-      aspawn::send_signal(fd, SIGKILL);
-      int st;
-      aspawn::reap(fd, pid, true, st);
-      ::close(fd);
-      return;
+    try {
+      take_child(l);
+    } catch (const system_error& e) {
+      ec = e.code();
     }
-    pid_ = pid;
-    native_status_ = still_active;
-    prepare_reaper();
   }
 
   void attach(pid_type pid, error_code& ec) {
@@ -665,7 +750,7 @@ private:
           return;
         }
         int r = aspawn::reap(p.pidfd_.native_handle(), p.pid_, false,
-                             p.native_status_, &p.usage_);
+                             p.native_status_, &p.usage_, p.autoreaped_);
         if (r == 0) { // spurious readiness
           p.pidfd_.async_wait(boost::asio::posix::descriptor_base::wait_read,
                               std::move(self));
@@ -721,7 +806,8 @@ private:
     error_code ignored;
     int st;
     if (native_status_ != still_active ||
-        aspawn::reap(pidfd_.native_handle(), pid_, false, st) != 0) {
+        aspawn::reap(pidfd_.native_handle(), pid_, false, st, nullptr,
+                     autoreaped_) != 0) {
       // Reaped before or just now, or not a child of this process (attached
       // by pid): nothing to kill.
       pidfd_.close(ignored);
@@ -730,20 +816,67 @@ private:
     }
     aspawn::send_signal(pidfd_.native_handle(), SIGKILL);
     try {
-      reaper_of().adopt(pidfd_.get_executor(), pid_, pidfd_.release(), true);
+      reaper_of().adopt(pidfd_.get_executor(), pid_, pidfd_.release(), true,
+                        autoreaped_);
     } catch (...) {
       // No memory for the reaper's entry: reap here (brief after SIGKILL).
       int fd = pidfd_.release();
       int st;
-      aspawn::reap(fd, pid_, true, st);
+      aspawn::reap(fd, pid_, true, st, nullptr, autoreaped_);
       ::close(fd);
     }
     pid_ = -1;
   }
 
+  static constexpr std::array<int, 3> no_pipes{-1, -1, -1};
+
+  void take_child(launched& l) {
+    const int pid = std::exchange(l.pid, -1);
+    const int fd = std::exchange(l.pidfd, -1);
+    const bool autoreaped = l.autoreaped;
+    for (std::size_t i = 0; i < 3; ++i)
+      pipes_[i] = std::exchange(l.pipes[i], -1);
+    error_code ec;
+    pidfd_.assign(fd, ec);
+    if (ec) { // cannot watch the child: do not leave it behind
+      aspawn::send_signal(fd, SIGKILL);
+      int st;
+      aspawn::reap(fd, pid, true, st, nullptr, autoreaped);
+      ::close(fd);
+      close_pipes();
+      throw_if(ec, "aspawn::basic_process: watch the pidfd");
+    }
+    pid_ = pid;
+    autoreaped_ = autoreaped;
+    native_status_ = still_active;
+    prepare_reaper();
+  }
+
+  template <typename Pipe> Pipe take_pipe(std::size_t i) {
+    Pipe p(pidfd_.get_executor());
+    int fd = std::exchange(pipes_[i], -1);
+    if (fd < 0)
+      return p;
+    error_code ec;
+    p.assign(fd, ec);
+    if (ec) {
+      ::close(fd);
+      throw_if(ec, "aspawn::basic_process: take a pipe");
+    }
+    return p;
+  }
+
+  void close_pipes() noexcept {
+    for (int& fd : pipes_)
+      if (fd >= 0)
+        ::close(std::exchange(fd, -1));
+  }
+
   int pid_ = -1;
   int native_status_ = still_active;
   rusage_type usage_{};
+  std::array<int, 3> pipes_ = no_pipes;
+  bool autoreaped_ = false; // the kernel reaps it (CLONE_AUTOREAP)
   boost::asio::posix::basic_stream_descriptor<Executor> pidfd_;
 };
 

@@ -24,6 +24,8 @@
 
 #include <aspawn/aspawn.hpp>
 
+#include "../proc_util.hpp"
+
 #include <boost/asio.hpp>
 
 #include <atomic>
@@ -300,20 +302,7 @@ bool run_separate_contexts(const commands& cmds, tally& t, long launches,
 }
 
 std::set<int> open_fds() {
-  std::set<int> fds;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (!d)
-    return fds;
-  int self = ::dirfd(d);
-  while (auto* e = ::readdir(d)) {
-    if (e->d_name[0] == '.')
-      continue;
-    int fd = std::atoi(e->d_name);
-    if (fd != self)
-      fds.insert(fd);
-  }
-  ::closedir(d);
-  return fds;
+  return test::proc::open_fds().value_or(std::set<int>{});
 }
 
 long vm_rss_kb() {

@@ -22,14 +22,11 @@
 
 namespace aspawn::detail {
 
-/// Launches `cmd` and waits until the child has exec'd. On success `pid` and
-/// `pidfd` (owned by the caller) describe the child; on failure no child, fd
-/// or stack is left.
+/// Launches `cmd` and waits until the child has exec'd. On success `l`
+/// describes the child (pid, pidfd, pipe ends, owned by the caller; its
+/// stack is released already); on failure no child, fd or stack is left.
 inline error_code launch_blocking(const command& cmd, stack_cache& stacks,
-                                  int& pid, int& pidfd) noexcept {
-  pid = -1;
-  pidfd = -1;
-  launched l;
+                                  launched& l) noexcept {
   if (error_code ec = aspawn::launch(cmd, stacks, l))
     return ec;
 
@@ -76,12 +73,13 @@ inline error_code launch_blocking(const command& cmd, stack_cache& stacks,
   if (result) {
     // The child reported a failed step and exits at once.
     int status;
-    aspawn::reap(l.pidfd, l.pid, true, status);
+    aspawn::reap(l.pidfd, l.pid, true, status, nullptr, l.autoreaped);
     ::close(l.pidfd);
+    l.pidfd = -1;
+    l.pid = -1;
+    close_pipes(l);
     return result;
   }
-  pid = l.pid;
-  pidfd = l.pidfd;
   return {};
 }
 

@@ -5,7 +5,8 @@
 // so that no zombie is left and no thread blocks. Children killed by a
 // destructor are reaped at shutdown at the latest (a blocking waitid on a
 // SIGKILLed child is brief); detached ones still running at shutdown are left
-// to run.
+// to run (a detached child cloned with CLONE_PIDFD_AUTOKILL keeps its pidfd
+// open, since closing it would kill the child).
 
 #ifndef ASPAWN_DETAIL_REAPER_HPP
 #define ASPAWN_DETAIL_REAPER_HPP
@@ -29,25 +30,27 @@ public:
   explicit reaper(boost::asio::execution_context& ctx)
       : boost::asio::execution_context::service(ctx) {}
 
-  /// Takes ownership of `pidfd` (already killed if `killed`).
+  /// Takes ownership of `pidfd` (already killed if `killed`; reaped by the
+  /// kernel if `autoreaped`).
   template <typename Executor>
-  void adopt(const Executor& ex, int pid, int pidfd, bool killed) {
+  void adopt(const Executor& ex, int pid, int pidfd, bool killed,
+             bool autoreaped = false) {
     int status;
-    if (aspawn::reap(pidfd, pid, false, status) != 0) {
+    if (aspawn::reap(pidfd, pid, false, status, nullptr, autoreaped) != 0) {
       ::close(pidfd); // reaped now, or gone
       return;
     }
     std::lock_guard lk(mutex_);
     if (shut_down_) {
-      finish(pid, pidfd, killed);
+      finish(pid, pidfd, killed, autoreaped);
       return;
     }
     auto it = entries_.emplace(entries_.end(), boost::asio::any_io_executor(ex),
-                               pid, killed);
+                               pid, killed, autoreaped);
     boost::system::error_code ec;
     it->fd.assign(pidfd, ec);
     if (ec) {
-      finish(pid, pidfd, killed);
+      finish(pid, pidfd, killed, autoreaped);
       entries_.erase(it);
       return;
     }
@@ -62,19 +65,26 @@ public:
 
 private:
   struct entry {
-    entry(boost::asio::any_io_executor ex, int p, bool k)
-        : fd(std::move(ex)), pid(p), killed(k) {}
+    entry(boost::asio::any_io_executor ex, int p, bool k, bool a)
+        : fd(std::move(ex)), pid(p), killed(k), autoreaped(a) {}
     boost::asio::posix::basic_stream_descriptor<boost::asio::any_io_executor>
         fd;
     int pid;
     bool killed;
+    bool autoreaped;
   };
   using iterator = std::list<entry>::iterator;
 
-  static void finish(int pid, int pidfd, bool killed) noexcept {
+  static void finish(int pid, int pidfd, bool killed, bool autoreaped) noexcept {
     int status;
-    if (killed)
-      aspawn::reap(pidfd, pid, true, status);
+    if (killed) {
+      aspawn::reap(pidfd, pid, true, status, nullptr, autoreaped);
+    } else if (autoreaped) {
+      // A detached child cloned with CLONE_PIDFD_AUTOKILL: closing its
+      // pidfd would kill it. It was asked to live as long as this process:
+      // the descriptor stays open (the kernel reaps the child).
+      return;
+    }
     ::close(pidfd);
   }
 
@@ -86,7 +96,8 @@ private:
           if (ec == boost::asio::error::operation_aborted && shut_down_)
             return;
           int status;
-          int r = aspawn::reap(it->fd.native_handle(), it->pid, false, status);
+          int r = aspawn::reap(it->fd.native_handle(), it->pid, false, status,
+                               nullptr, it->autoreaped);
           if (r == 0 && !ec) {
             watch(it);
             return;
@@ -104,7 +115,7 @@ private:
     }
     for (auto& e : left) {
       int pidfd = e.fd.release();
-      finish(e.pid, pidfd, e.killed);
+      finish(e.pid, pidfd, e.killed, e.autoreaped);
     }
   }
 

@@ -39,7 +39,8 @@ inline constexpr std::uint32_t no_string = 0xffffffffu;
 /// Strings and arrays are offsets into the blob.
 struct step {
   step_kind kind;
-  std::uint8_t pad_[3];
+  std::uint8_t from_slot; // dup: `a` is a launch slot (a pipe made per launch)
+  std::uint8_t pad_[2];
   std::int32_t a;      // fd, pid, resource, signal...
   std::int32_t b;      // target fd, flags, pgid...
   std::int32_t c;      // mode...
@@ -73,6 +74,15 @@ enum blob_flags : std::uint32_t {
   flag_sigmask = 1u << 0,       // use header.sigmask instead of parent's
   flag_restore_dumpable = 1u << 1,
   flag_fexecve_script = 1u << 2,
+  // A pipe per launch for stdin, stdout, stderr (bit 3 + n for fd n): the
+  // launcher creates it and puts the child's end in `child_args::slot[n]`.
+  flag_pipe_stdin = 1u << 3,
+  flag_pipe_stdout = 1u << 4,
+  flag_pipe_stderr = 1u << 5,
+  // Kill the child when the parent process ends (`kill_on_parent_death`).
+  flag_kill_on_parent_death = 1u << 6,
+  // The steps set PR_SET_NO_NEW_PRIVS: CLONE_NNP changes nothing for them.
+  flag_no_new_privs = 1u << 7,
 };
 
 /// The child's view of a launch: lives on the child stack.
@@ -84,6 +94,8 @@ struct child_args {
   int status_fd;              // write end of the status pipe
   int exec_fd;                // held executable (child-side), or -1
   int reset_handlers;         // 1 on the plain-clone path
+  int slot[3];                // child ends of per-launch pipes, or -1
+  int autokill;               // 1 if cloned with CLONE_PIDFD_AUTOKILL
   sys::sigset parent_mask;    // the parent thread's mask before the launch
 };
 
