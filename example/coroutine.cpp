@@ -10,15 +10,11 @@ namespace asio = boost::asio;
 asio::awaitable<void> show_kernel() {
   auto ex = co_await asio::this_coro::executor;
 
-  asio::readable_pipe out(ex);
-  asio::writable_pipe out_w(ex);
-  asio::connect_pipe(out, out_w);
-
   aspawn::command uname("uname", {"-sr"});
-  uname.stdout_(aspawn::redirect::from_fd(out_w.native_handle()));
+  uname.stdout_(aspawn::redirect::pipe()); // a new pipe for each launch
 
   auto child = co_await aspawn::async_spawn(ex, uname, asio::use_awaitable);
-  out_w.close(); // the child has its own copy now
+  auto out = child.take_stdout_pipe(); // the parent's end, an Asio pipe
 
   std::string text;
   // Reads until EOF: the child exited, closing its end.
