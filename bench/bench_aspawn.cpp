@@ -39,6 +39,7 @@
 // phase reports both (see bench/README.md).
 //
 
+#include "alloc_count.hpp"
 #include "harness.hpp"
 
 #include <cstddef>
@@ -104,6 +105,7 @@ template <form F, typename Ctx> struct state {
   int count = 0;
   int launched = 0;
   int completed = 0;
+  int count_from = -1; // start the allocation counter at this completion
   int workers = 0; // coroutines still running (aspawn_coro)
 
   int failures = 0;
@@ -130,7 +132,8 @@ template <form F, typename Ctx> struct state {
   }
 
   void note(error_code ec, int code) {
-    ++completed;
+    if (++completed == count_from)
+      aspawn_bench::alloc_count::start();
     if (ec || code != 0) {
       ++failures;
       last_failure = ec ? ec.message() : "exit code " + std::to_string(code);
@@ -222,6 +225,23 @@ template <form F, typename Ctx> struct state {
 };
 
 template <form F, typename Ctx> using state_ptr = std::shared_ptr<state<F, Ctx>>;
+
+// run_batch_warm: one batch whose allocation counting starts at the
+// `warm`-th completion (state::note).
+template <typename State>
+void add_warm_batch(session& s, const std::shared_ptr<State>& st) {
+  s.run_batch_warm = [st, batch = s.run_batch](const char* path, int warm,
+                                               int count, int in_flight) {
+    st->count_from = warm;
+    try {
+      batch(path, warm + count, in_flight);
+    } catch (...) {
+      st->count_from = -1;
+      throw;
+    }
+    st->count_from = -1;
+  };
+}
 
 // The sleepers are launched with the prepared command and waited on with
 // async_wait, as every aspawn contender waits.
@@ -344,6 +364,7 @@ template <form F, typename Ctx> session make_callback_session() {
     st->check();
   };
 
+  add_warm_batch(s, st);
   add_sleeper_functions<F, Ctx>(s, st);
   return s;
 }
@@ -427,6 +448,7 @@ template <typename Ctx> session make_coro_session() {
     st->check();
   };
 
+  add_warm_batch(s, st);
   add_sleeper_functions<form::coro, Ctx>(s, st);
   return s;
 }

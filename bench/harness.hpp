@@ -56,6 +56,15 @@ struct session {
   /// every child has been reaped.
   std::function<void(const char* path, int count, int in_flight)> run_batch;
 
+  /// Optional. Like run_batch with `warm + count` launches in one batch, and
+  /// calls alloc_count::start() when the `warm`-th child has been reaped, so
+  /// that the caller counts the allocations of `count` launches made once
+  /// warm, inside the same event loop run. (Without it the allocation phase
+  /// runs a warm-up batch, then counts a second batch, whose first launches
+  /// pay for Asio's per-run() handler cache again.)
+  std::function<void(const char* path, int warm, int count, int in_flight)>
+      run_batch_warm;
+
   /// Optional. Starts `count` children of the argument-less program `path`
   /// (they never exit on their own) and keeps waiting for each of them the
   /// way this contender waits for its children (an async_wait, an epoll

@@ -724,10 +724,16 @@ private:
             s.launch_one(path);
           alloc_count::snapshot outside = alloc_count::stop();
 
-          s.run_batch(path, 20, 1);
-          alloc_count::start();
-          s.run_batch(path, n, 1);
-          alloc_count::snapshot in_loop = alloc_count::stop();
+          alloc_count::snapshot in_loop;
+          if (s.run_batch_warm) {
+            s.run_batch_warm(path, 20, n, 1); // starts the counter itself
+            in_loop = alloc_count::stop();
+          } else {
+            s.run_batch(path, 20, 1);
+            alloc_count::start();
+            s.run_batch(path, n, 1);
+            in_loop = alloc_count::stop();
+          }
 
           res_.add("allocs_per_launch", prog.label, c->name, -1,
                    static_cast<double>(in_loop.mallocs) / k);
