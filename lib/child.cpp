@@ -253,7 +253,8 @@ ASPAWN_CHILD_INTERNAL long run_step(const step& s, const std::byte* blob,
     // The child is in the background until this succeeds: SIGTTOU would stop
     // it, so it is blocked here (all signals are blocked until the mask is
     // restored before exec).
-    int pgrp = static_cast<int>(sys::syscall0(SYS_getpgrp));
+    // getpgid(0): aarch64 has no getpgrp system call.
+    int pgrp = static_cast<int>(sys::syscall1(SYS_getpgid, 0));
     return sys::syscall3(SYS_ioctl, s.a, 0x5410 /* TIOCSPGRP */,
                          reinterpret_cast<long>(&pgrp));
   }
