@@ -353,6 +353,9 @@ aspawn_child_main(void* raw) {
         sys::fcntl(fd, F_DUPFD_CLOEXEC, static_cast<long>(h.max_fd) + 1);
     if (moved < 0)
       fail(status_fd, -1, step_kind::dup, moved);
+    // The old number may be one a step names (as a descriptor the parent
+    // does not have open): it must not find the pipe there.
+    sys::close(fd);
     fd = static_cast<int>(moved);
   }
 

@@ -702,8 +702,10 @@ std::size_t command::pack(std::byte* out) const noexcept {
     }
     }
   }
-  // User steps, in order.
-  for (std::size_t k = 0; k < steps_.size(); ++k) {
+  // User steps, in order; parent-death signals last: a credential change
+  // (setresuid...) clears the parent-death signal, so it is armed after all
+  // of them.
+  auto emit_user = [&](std::size_t k) {
     const auto& s = steps_[k];
     detail::step st = s.st;
     if (scratch_for_step[k] >= 0)
@@ -717,7 +719,13 @@ std::size_t command::pack(std::byte* out) const noexcept {
     else if (s.st.kind == step_kind::user_function)
       st.str = static_cast<std::uint32_t>(w.reserve(0, 16));
     emit(st);
-  }
+  };
+  for (std::size_t k = 0; k < steps_.size(); ++k)
+    if (steps_[k].st.kind != step_kind::pdeathsig)
+      emit_user(k);
+  for (std::size_t k = 0; k < steps_.size(); ++k)
+    if (steps_[k].st.kind == step_kind::pdeathsig)
+      emit_user(k);
   if (close_others_) {
     std::vector<std::int32_t> keep{0, 1, 2};
     // (the held executable fd is kept by the child itself, wherever it

@@ -51,6 +51,10 @@ public:
     case errc::own_process_group:
       return "the child is in this process's own process group: a signal to "
              "the group would reach this process too";
+    case errc::unclaimed_pipes:
+      return "the command makes pipes (redirect::pipe) that this launch "
+             "cannot hand over: launch it with async_spawn, or pass pipes of "
+             "one's own (redirect::from)";
     }
     return "unknown aspawn error " + std::to_string(ev);
   }
@@ -83,6 +87,8 @@ public:
       return make_error_condition(gen::protocol_error);
     case errc::own_process_group:
       return make_error_condition(gen::operation_not_permitted);
+    case errc::unclaimed_pipes:
+      return make_error_condition(gen::invalid_argument);
     }
     return boost::system::error_condition(ev, *this);
   }

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <poll.h>
@@ -507,7 +508,7 @@ constexpr std::uint64_t pidfd_info_exit = 1u << 3;
 // The exit status of a child the kernel reaped itself.
 int reap_autoreaped(int pidfd, bool block, int& status,
                     struct rusage* usage) noexcept {
-  for (;;) {
+  for (int round = 0;; ++round) {
     pollfd p{pidfd, POLLIN, 0};
     int n = ::poll(&p, 1, block ? -1 : 0);
     if (n < 0 && errno == EINTR)
@@ -519,18 +520,26 @@ int reap_autoreaped(int pidfd, bool block, int& status,
     pidfd_info_v0 info;
     std::memset(&info, 0, sizeof info);
     info.mask = pidfd_info_exit;
-    if (::ioctl(pidfd, pidfd_get_info, &info) != 0 && errno != ESRCH)
-      return -errno;
+    if (::ioctl(pidfd, pidfd_get_info, &info) != 0)
+      return -errno; // nothing was copied out: the mask means nothing
     if (info.mask & pidfd_info_exit) {
       status = info.exit_code;
       if (usage)
         std::memset(usage, 0, sizeof *usage);
       return 1;
     }
-    // Readable (exited) but not released by the kernel yet: a moment.
-    if (!block)
+    // Readable (exited) but not released by the kernel yet: normally a
+    // matter of microseconds; longer only for a traced child, whose tracer
+    // must collect it first. Yield a few times, then sleep between rounds
+    // (a non-blocking call gives up and reports "not yet").
+    if (round < 64) {
+      ::sched_yield();
+    } else if (!block) {
       return 0;
-    ::sched_yield();
+    } else {
+      struct timespec ms{0, 1000000};
+      ::nanosleep(&ms, nullptr);
+    }
   }
 }
 
@@ -607,17 +616,37 @@ void set_group_signal_method(group_signal_method m) noexcept {
   group_method.store(static_cast<int>(m));
 }
 
-int send_group_signal(int pidfd, int pid, int sig) noexcept {
+int send_group_signal(int pidfd, int pid, int sig, bool autoreaped) noexcept {
   if (sig < 0 || sig > 64 || pid <= 0)
     return -EINVAL;
-  // The child's group, to refuse the caller's own (the check costs one
-  // system call; a group signal is rare).
+  // The pid, and so its group id, must still be the child's: an unreaped
+  // child (running or a zombie) pins them; one reaped elsewhere does not.
+  if (!autoreaped) {
+    siginfo_t info;
+    std::memset(&info, 0, sizeof info);
+    long r = sys::syscall5(SYS_waitid, 3 /* P_PIDFD */, pidfd,
+                           reinterpret_cast<long>(&info),
+                           WEXITED | WNOHANG | WNOWAIT, 0);
+    if (r == -EINVAL) // before Linux 5.4
+      r = sys::syscall5(SYS_waitid, P_PID, pid, reinterpret_cast<long>(&info),
+                        WEXITED | WNOHANG | WNOWAIT, 0);
+    if (r < 0)
+      return static_cast<int>(r); // -ECHILD: reaped by someone else
+  } else {
+    // Reaped by the kernel as soon as it exits: it must still be running.
+    long r = sys::syscall4(SYS_pidfd_send_signal, pidfd, 0, 0, 0);
+    if (r < 0)
+      return static_cast<int>(r);
+  }
   long pgid = sys::syscall1(SYS_getpgid, pid);
   if (pgid < 0)
     return static_cast<int>(pgid);
   if (pgid == ::getpgrp())
     return -EDEADLK;
-  if (static_cast<group_signal_method>(group_method.load()) ==
+  // Through the pidfd when the child leads its group: the kernel signals the
+  // group named by the child's pid, with no race at all.
+  if (pgid == pid &&
+      static_cast<group_signal_method>(group_method.load()) ==
           group_signal_method::automatic &&
       pidfd_group_support.load(std::memory_order_relaxed) >= 0) {
     long r = sys::syscall4(SYS_pidfd_send_signal, pidfd, sig, 0,
@@ -632,8 +661,8 @@ int send_group_signal(int pidfd, int pid, int sig) noexcept {
     } else if (r != -ESRCH) {
       return static_cast<int>(r);
     }
-    // ESRCH: the child has exited (a zombie, not reaped), the rest of its
-    // group may live on: its group id is still reserved, kill() reaches it.
+    // ESRCH: the leader has exited (a zombie, not reaped); the rest of its
+    // group may live on, and its group id is still reserved.
   }
   if (::kill(static_cast<pid_t>(-pgid), sig) != 0)
     return -errno;

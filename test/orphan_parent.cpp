@@ -10,6 +10,9 @@
 //   kill-nnp   the same with no_new_privs() (CLONE_NNP where it helps)
 //   kill-pdeathsig  kill_on_parent_death() with CLONE_PIDFD_AUTOKILL refused
 //              (allow_pidfd_autokill(false)): PR_SET_PDEATHSIG
+//   kill-uid   as kill-pdeathsig, with uid and gid 65534 set by steps given
+//              after kill_on_parent_death() (root only): a credential change
+//              clears the parent-death signal, so it must be armed after
 //   none       no option: the child outlives this program
 //
 // Output: `child=PID mechanism=NAME` where NAME is autokill, pdeathsig or
@@ -41,11 +44,13 @@ int main(int argc, char** argv) {
     cmd.kill_on_parent_death();
   } else if (mode == "kill-nnp") {
     cmd.no_new_privs().kill_on_parent_death();
+  } else if (mode == "kill-uid") {
+    cmd.kill_on_parent_death().gid(65534).uid(65534);
   } else if (mode != "none") {
     std::fprintf(stderr, "unknown mode %s\n", argv[2]);
     return 2;
   }
-  if (mode == "kill-pdeathsig")
+  if (mode == "kill-pdeathsig" || mode == "kill-uid")
     aspawn::allow_pidfd_autokill(false);
 
   boost::asio::io_context ctx;

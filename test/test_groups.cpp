@@ -125,6 +125,28 @@ TEST_CASE("group signals need a child that is not reaped yet",
   CHECK(code == 3);
 }
 
+TEST_CASE("a child reaped elsewhere has no group to signal",
+          "[signals][groups][errors]") {
+  io_context ctx;
+  command sleeper(test::helper(), {"sleep", "100000"});
+  sleeper.process_group(0);
+  bool done = false;
+  aspawn::async_spawn(ctx, sleeper, [&](error_code ec, aspawn::process p) {
+    REQUIRE_FALSE(ec);
+    const int pid = p.id();
+    p.signal(SIGKILL);
+    int st = 0;
+    REQUIRE(::waitpid(pid, &st, 0) == pid); // someone else reaps it
+    error_code gec;
+    p.signal_group(SIGTERM, gec); // its pid, and group, may be reused now
+    CHECK(gec == aspawn::errc::status_unavailable);
+    done = true;
+  });
+  ctx.run();
+  CHECK(done);
+  CHECK_FALSE(test::has_children());
+}
+
 TEST_CASE("signal 0 probes the group; a bad signal number is EINVAL",
           "[signals][groups][errors]") {
   io_context ctx;

@@ -94,6 +94,22 @@ TEST_CASE("kill_on_parent_death: the child dies with the program that "
   CHECK_FALSE(test::has_children());
 }
 
+TEST_CASE("kill_on_parent_death survives credential steps given after it",
+          "[lifetime]") {
+  if (::geteuid() != 0) {
+    WARN("skipped: changing the child's uid needs root");
+    return;
+  }
+  subreaper adopt_orphans;
+  orphan o = make_orphan("kill-uid");
+  CHECK(o.mechanism == "pdeathsig");
+  int status = wait_orphan(o.pid, 10000);
+  REQUIRE(status != -1); // it did not outlive its parent
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  CHECK_FALSE(test::has_children());
+}
+
 TEST_CASE("without kill_on_parent_death the child outlives its parent",
           "[lifetime]") {
   subreaper adopt_orphans;

@@ -221,6 +221,20 @@ TEST_CASE("a failed launch leaves no pipe behind", "[pipes][errors]") {
   CHECK(test::open_fds() == before);
 }
 
+TEST_CASE("async_execute refuses a command whose pipes nobody could take",
+          "[pipes][errors]") {
+  auto before = test::open_fds();
+  command cat(test::helper(), {"cat"});
+  cat.stdin_(redirect::pipe());
+  int code = 0;
+  auto ec = test::run_error(cat, &code);
+  CHECK(ec == aspawn::errc::unclaimed_pipes);
+  CHECK(ec == boost::system::errc::invalid_argument);
+  CHECK(code == -1);
+  CHECK(test::open_fds() == before);
+  CHECK_FALSE(test::has_children());
+}
+
 TEST_CASE("a pipeline wired with command pipes: producer | consumer",
           "[pipes][templates]") {
   std::string text;

@@ -97,11 +97,21 @@ template <typename Executor> struct launch_guard {
     close_pipes(l);
   }
 
+  // Watches `fd` with a descriptor in the stack's parent area. If the
+  // reactor refuses it, the fd goes back where it came from (so that the
+  // guard still waits for the child before freeing the stack) and
+  // system_error is thrown.
   void watch(const Executor& ex, int fd, bool is_pidfd) {
     drop_desc();
     desc = new (parent_storage(l.stack)) descriptor(ex);
     desc_is_pidfd = is_pidfd;
-    desc->assign(fd);
+    error_code ec;
+    desc->assign(fd, ec);
+    if (ec) {
+      drop_desc();
+      (is_pidfd ? l.pidfd : l.status_fd) = fd;
+      boost::throw_exception(boost::system::system_error(ec));
+    }
   }
 
   void drop_desc() noexcept {
@@ -198,7 +208,21 @@ template <typename Executor> struct spawn_op {
         }
         // A failed launch: reap the child before completing.
         state_ = reaping;
-        guard_.watch(ex_, std::exchange(guard_.l.pidfd, -1), true);
+        try {
+          guard_.watch(ex_, std::exchange(guard_.l.pidfd, -1), true);
+        } catch (const boost::system::system_error&) {
+          // Cannot watch it: the child reported its failure and exits at
+          // once, so reaping it here is brief.
+          int status;
+          aspawn::reap(guard_.l.pidfd, guard_.l.pid, true, status, nullptr,
+                       guard_.l.autoreaped);
+          ::close(std::exchange(guard_.l.pidfd, -1));
+          guard_.l.pid = -1;
+          guard_.release_stack();
+          close_pipes(guard_.l);
+          self.complete(result_, process_type(ex_));
+          return;
+        }
         wait_exit(self);
         return;
       }
@@ -263,8 +287,20 @@ template <typename Executor> struct execute_op {
   // The process is waited on where it stands: on the heap, not in the op,
   // which moves from handler to handler.
   std::unique_ptr<basic_process<Executor>> proc_;
+  bool refused_ = false;
 
   template <typename Self> void operator()(Self& self) {
+    if (refused_) {
+      self.complete(error_code(errc::unclaimed_pipes), -1);
+      return;
+    }
+    if (cmd_->makes_pipes()) {
+      // Nobody could take the pipes: the child would wait on its stdin or
+      // block on a full stdout. Refuse before launching.
+      refused_ = true;
+      boost::asio::post(ex_, std::move(self));
+      return;
+    }
     async_spawn_impl(self);
   }
   template <typename Self>
@@ -331,7 +367,9 @@ auto async_spawn(ExecutionContext& ctx, const command& cmd, Token&& token = {}) 
 /**
  * @par Completion signature
  * `void(error_code ec, int exit_code)`: the Boost.Process v2 exit code, or
- * -1 with the launch's or the wait's error.
+ * -1 with the launch's or the wait's error; `errc::unclaimed_pipes`, before
+ * anything is launched, for a command that makes pipes
+ * (`redirect::pipe()`), which nobody could take here.
  */
 template <detail::asio_executor Executor,
           typename Token = boost::asio::default_completion_token_t<Executor>>

@@ -250,7 +250,9 @@ public:
   /// CPU affinity: the CPUs the child may run on.
   command& cpu_affinity(const std::vector<int>& cpus);
   /// Signal sent to the child when the launching thread exits
-  /// (`PR_SET_PDEATHSIG`).
+  /// (`PR_SET_PDEATHSIG`). Armed after the other steps, whatever the order
+  /// they were given in: a credential change (`uid`, `gid`...) would clear
+  /// it.
   command& parent_death_signal(int sig);
   /// Kills the child (SIGKILL) when this process ends, however it ends.
   /**
@@ -324,6 +326,14 @@ public:
   int executable_fd() const noexcept { return exe_fd_ ? exe_fd_->fd : -1; }
   /// The held cgroup directory fd, or -1 (see `cgroup`).
   int cgroup_fd() const noexcept { return cgroup_fd_ ? cgroup_fd_->fd : -1; }
+
+  /// Whether a standard stream is a pipe made per launch (`redirect::pipe()`).
+  bool makes_pipes() const noexcept {
+    for (const auto& r : stdio_)
+      if (r.which() == redirect::kind::pipe)
+        return true;
+    return false;
+  }
 
   /// Whether launching changes credentials (see `docs/design.md`).
   bool changes_credentials() const noexcept { return creds_; }

@@ -203,14 +203,17 @@ void set_group_signal_method(group_signal_method m) noexcept;
 /// Sends `sig` to the process group of the child `pid` owned through
 /// `pidfd`, which the caller has not reaped.
 /**
- * Through the pidfd where the kernel can (`PIDFD_SIGNAL_PROCESS_GROUP`), so
- * the group is the child's own even if its pid were recycled. Before Linux
- * 6.9, `getpgid(pid)` then `kill(-pgid, sig)`: safe for an unreaped child,
- * since neither its pid nor its group id can be reused while it is a
- * zombie. Refuses, with `-EDEADLK`, a group that contains the calling
- * process. Returns 0 or `-errno`.
+ * First makes sure the pid is still the child's: not reaped yet
+ * (`waitid(WNOWAIT)`; `-ECHILD` if someone else reaped it), or for a child
+ * the kernel reaps itself (`autoreaped`), still running. Its group is then
+ * `getpgid(pid)`, which cannot be reused while the child is unreaped. A
+ * child that leads its group is signalled through the pidfd where the
+ * kernel can (`PIDFD_SIGNAL_PROCESS_GROUP`, Linux 6.9); otherwise
+ * `kill(-pgid, sig)`. Refuses, with `-EDEADLK`, a group that contains the
+ * calling process. Returns 0 or `-errno`.
  */
-int send_group_signal(int pidfd, int pid, int sig) noexcept;
+int send_group_signal(int pidfd, int pid, int sig,
+                      bool autoreaped = false) noexcept;
 
 /// Kills a child whose launch is being abandoned, waits (briefly: it was
 /// SIGKILLed) for its status pipe to close so that its stack is free, gives

@@ -80,6 +80,10 @@ enum class errc : int {
   /// too: the child is in the caller's own group (launch it with
   /// `command::process_group(0)` to give it a group of its own).
   own_process_group,
+  /// The command makes pipes (`redirect::pipe()`) that this kind of launch
+  /// cannot hand over (`async_execute`): nobody could write to or read from
+  /// them.
+  unclaimed_pipes,
 };
 
 /// The category of `aspawn::errc`.

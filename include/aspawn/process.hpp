@@ -468,9 +468,12 @@ public:
       ec = errc::status_unavailable;
       return;
     }
-    int r = aspawn::send_group_signal(pidfd_.native_handle(), pid_, sig);
+    int r = aspawn::send_group_signal(pidfd_.native_handle(), pid_, sig,
+                                      autoreaped_);
     if (r == -EDEADLK)
       ec = errc::own_process_group;
+    else if (r == -ECHILD)
+      ec = errc::status_unavailable; // reaped elsewhere: group unknown
     else if (r < 0)
       ec = error_code(-r, boost::system::system_category());
   }
