@@ -26,6 +26,23 @@ bool exits_soon(int pidfd) {
   return ::poll(&p, 1, 5000) == 1;
 }
 
+// Launches a sleeping helper that leads a process group of its own and runs
+// `body` with it from the launch's handler; checks nothing is left behind.
+template <typename Body> void with_group_leader(Body body) {
+  io_context ctx;
+  command sleeper(test::helper(), {"sleep", "100000"});
+  sleeper.process_group(0);
+  bool done = false;
+  aspawn::async_spawn(ctx, sleeper, [&](error_code ec, aspawn::process p) {
+    REQUIRE_FALSE(ec);
+    body(p);
+    done = true;
+  });
+  ctx.run();
+  CHECK(done);
+  CHECK_FALSE(test::has_children());
+}
+
 } // namespace
 
 TEST_CASE("a signal to the process group reaches the child and the "
@@ -127,12 +144,7 @@ TEST_CASE("group signals need a child that is not reaped yet",
 
 TEST_CASE("a child reaped elsewhere has no group to signal",
           "[signals][groups][errors]") {
-  io_context ctx;
-  command sleeper(test::helper(), {"sleep", "100000"});
-  sleeper.process_group(0);
-  bool done = false;
-  aspawn::async_spawn(ctx, sleeper, [&](error_code ec, aspawn::process p) {
-    REQUIRE_FALSE(ec);
+  with_group_leader([](aspawn::process& p) {
     const int pid = p.id();
     p.signal(SIGKILL);
     int st = 0;
@@ -140,21 +152,12 @@ TEST_CASE("a child reaped elsewhere has no group to signal",
     error_code gec;
     p.signal_group(SIGTERM, gec); // its pid, and group, may be reused now
     CHECK(gec == aspawn::errc::status_unavailable);
-    done = true;
   });
-  ctx.run();
-  CHECK(done);
-  CHECK_FALSE(test::has_children());
 }
 
 TEST_CASE("signal 0 probes the group; a bad signal number is EINVAL",
           "[signals][groups][errors]") {
-  io_context ctx;
-  command sleeper(test::helper(), {"sleep", "100000"});
-  sleeper.process_group(0);
-  bool done = false;
-  aspawn::async_spawn(ctx, sleeper, [&](error_code ec, aspawn::process p) {
-    REQUIRE_FALSE(ec);
+  with_group_leader([](aspawn::process& p) {
     error_code gec;
     p.signal_group(0, gec);
     CHECK_FALSE(gec);
@@ -164,9 +167,5 @@ TEST_CASE("signal 0 probes the group; a bad signal number is EINVAL",
     p.signal_group(SIGKILL, gec);
     CHECK_FALSE(gec);
     CHECK(p.wait() == SIGKILL);
-    done = true;
   });
-  ctx.run();
-  CHECK(done);
-  CHECK_FALSE(test::has_children());
 }
