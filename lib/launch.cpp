@@ -67,7 +67,7 @@ long map_stack(std::size_t usable, stack_region& out) noexcept {
 
 std::atomic<int> method{static_cast<int>(clone_method::automatic)};
 
-// CLONE_PIDFD_AUTOKILL (Linux 7.0, <linux/sched.h> of later systems): the
+// CLONE_PIDFD_AUTOKILL (Linux 7.x, <linux/sched.h> of later systems): the
 // child is killed when its clone pidfd is closed for good. It comes with
 // CLONE_AUTOREAP (no exit signal, the kernel reaps) and needs CLONE_NNP or
 // CAP_SYS_ADMIN.

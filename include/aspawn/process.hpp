@@ -447,10 +447,11 @@ public:
   /// Sends `sig` to the child's process group: the child and every process
   /// in its group (a pipeline, a shell's jobs, a build tool's workers).
   /**
-   * Through the pidfd (`PIDFD_SIGNAL_PROCESS_GROUP`, Linux 6.9), or before
-   * that with `kill(-pgid)`, which is equally safe here since the child is
-   * not reaped yet (see `aspawn::send_group_signal`). Give the child a
-   * group of its own with `command::process_group(0)`.
+   * The group is the child's current one. A child that leads it is
+   * signalled through the pidfd (`PIDFD_SIGNAL_PROCESS_GROUP`, Linux 6.9);
+   * otherwise, or before 6.9, with `kill(-pgid)`, which is equally exact
+   * while the child is not reaped (see `aspawn::send_group_signal`). Give
+   * the child a group of its own with `command::process_group(0)`.
    *
    * @par Errors
    * `errc::no_process` without a child; `errc::own_process_group` if the
