@@ -677,29 +677,43 @@ void close_pipes(launched& l) noexcept {
     }
 }
 
+long read_status(int status_fd, std::byte* buf, std::size_t cap) noexcept {
+  std::size_t got = 0;
+  std::byte scratch[64];
+  for (;;) {
+    std::byte* dst = buf ? buf + got : scratch;
+    std::size_t room = buf ? cap - got : sizeof scratch;
+    long n = ::read(status_fd, dst, room);
+    if (n > 0) {
+      if (buf) {
+        got += static_cast<std::size_t>(n);
+        if (got >= cap)
+          return static_cast<long>(got);
+      }
+      continue;
+    }
+    if (n == 0)
+      return static_cast<long>(got);
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN) {
+      pollfd p{status_fd, POLLIN, 0};
+      ::poll(&p, 1, -1);
+      continue;
+    }
+    return -errno;
+  }
+}
+
 void abandon_launch(launched& l, stack_cache& stacks) noexcept {
   close_pipes(l);
   if (l.pidfd >= 0)
     send_signal(l.pidfd, SIGKILL);
   if (l.status_fd >= 0) {
-    char buf[64];
-    for (;;) {
-      long n = ::read(l.status_fd, buf, sizeof buf);
-      if (n > 0)
-        continue;
-      if (n == 0)
-        break;
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN) {
-        pollfd p{l.status_fd, POLLIN, 0};
-        ::poll(&p, 1, -1);
-        continue;
-      }
-      // Cannot know when the child leaves the stack: keep it mapped.
+    // On a read error there is no knowing when the child leaves its stack:
+    // the stack stays mapped.
+    if (read_status(l.status_fd, nullptr, 0) < 0)
       l.stack = stack_region{};
-      break;
-    }
     ::close(l.status_fd);
     l.status_fd = -1;
   }

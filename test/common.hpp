@@ -11,6 +11,7 @@
 #include "proc_util.hpp"
 
 #include <cstdlib>
+#include <filesystem>
 #include <dirent.h>
 #include <fcntl.h>
 #include <set>
@@ -53,6 +54,28 @@ inline std::set<int> open_fds() {
 
 /// Whether this process has any child left (running or zombie).
 inline bool has_children() { return proc::has_children(); }
+
+/// A fresh directory under the system temp dir, named `prefix` and a
+/// unique suffix, removed with its content.
+struct temp_dir {
+  std::string path;
+  explicit temp_dir(const std::string& prefix) {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / (prefix + "XXXXXX"))
+            .string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = std::filesystem::canonical(tmpl).string();
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  std::string operator/(const std::string& name) const {
+    return path + "/" + name;
+  }
+};
 
 /// A pipe whose read end is close-on-exec in the parent.
 struct pipe_pair {

@@ -18,24 +18,6 @@ using test::asio::io_context;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with its content.
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "aspawn-stdio-XXXXXX")
-            .string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = std::filesystem::canonical(tmpl).string();
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const {
-    return path + "/" + name;
-  }
-};
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -128,7 +110,7 @@ TEST_CASE("stdin, stdout and stderr can each be opened on /dev/null",
 
 TEST_CASE("standard streams can be files opened in the child",
           "[stdio][files]") {
-  temp_dir dir;
+  test::temp_dir dir("aspawn-stdio-");
   auto before = test::open_fds();
 
   SECTION("write_file creates or truncates") {
@@ -206,7 +188,7 @@ TEST_CASE("standard streams can be files opened in the child",
 TEST_CASE("a file that cannot be opened fails the open step and leaves "
           "nothing behind",
           "[stdio][files][errors]") {
-  temp_dir dir;
+  test::temp_dir dir("aspawn-stdio-");
 
   SECTION("a missing input file is ENOENT") {
     auto ec = test::expect_step_failure(
@@ -340,7 +322,7 @@ TEST_CASE("stderr merged into stdout follows stdout wherever it goes",
     CHECK(r.out == "out\nerr\nout again\n");
   }
   SECTION("into a file, sharing one offset") {
-    temp_dir dir;
+    test::temp_dir dir("aspawn-stdio-");
     std::string f = dir / "both.txt";
     REQUIRE_FALSE(test::run_error(
         test::helper_cmd({"echo", "1", "echoerr", "2", "echo", "3"})

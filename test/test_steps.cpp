@@ -33,23 +33,6 @@ using test::asio::io_context;
 
 namespace {
 
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "aspawn-steps-XXXXXX")
-            .string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = std::filesystem::canonical(tmpl).string();
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const {
-    return path + "/" + name;
-  }
-};
 
 // An owned descriptor.
 struct fd_guard {
@@ -468,7 +451,7 @@ TEST_CASE("map_fd from a descriptor that is not open fails the dup step",
 
 TEST_CASE("chdir and chdir_fd set the child's working directory",
           "[steps][chdir]") {
-  temp_dir dir;
+  test::temp_dir dir("aspawn-steps-");
   REQUIRE(::mkdir((dir / "sub").c_str(), 0755) == 0);
   char cwd[PATH_MAX];
   REQUIRE(::getcwd(cwd, sizeof cwd) != nullptr);
@@ -517,7 +500,7 @@ TEST_CASE("chdir and chdir_fd set the child's working directory",
 
 TEST_CASE("a chdir that cannot be done fails its step and leaves nothing",
           "[steps][chdir][errors]") {
-  temp_dir dir;
+  test::temp_dir dir("aspawn-steps-");
   SECTION("a missing directory is ENOENT") {
     auto ec =
         test::expect_step_failure(test::helper_cmd({"cwd"}).chdir(dir / "missing"),
@@ -1010,7 +993,7 @@ TEST_CASE("a child function runs in the child with its own copy of the data",
 
 TEST_CASE("a child function that returns -EPERM stops the launch",
           "[steps][function][errors]") {
-  temp_dir dir;
+  test::temp_dir dir("aspawn-steps-");
   auto ec = test::expect_step_failure(test::helper_cmd({"echo", "never"})
                                     .chdir(dir.path)
                                     .child_function(refuse),

@@ -150,6 +150,12 @@ void close_pipes(launched& l) noexcept;
 /// child. On failure nothing is left behind: no child, no fd, no stack.
 error_code launch(const command& cmd, stack_cache& stacks, launched& out);
 
+/// Reads a launch's status pipe, blocking (it waits on a non-blocking fd
+/// too), until end-of-file or, with `buf`, until `cap` bytes are in `buf`;
+/// without `buf` the data is read and dropped. Returns the bytes kept (0
+/// without `buf`), or `-errno`.
+long read_status(int status_fd, std::byte* buf, std::size_t cap) noexcept;
+
 /// Turns the status pipe's content into the launch's result: an empty code
 /// for no data, the child's step error for a failure record.
 error_code decode_status(const void* data, std::size_t size) noexcept;

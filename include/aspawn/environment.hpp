@@ -161,58 +161,66 @@ split_entry(std::string_view kv) noexcept {
     return {kv, std::string_view()};
   return {kv.substr(0, eq), kv.substr(eq + 1)};
 }
-} // namespace detail
 
-/// A view of a variable name.
-class key_view : public detail::string_ops<key_view> {
+// A non-owning string wrapper (key_view, value_view, key_value_pair_view).
+template <typename Derived> class basic_view : public string_ops<Derived> {
 public:
   using value_type = char_type;
   using string_view_type = std::string_view;
   using string_type = std::string;
 
-  key_view() noexcept = default;
-  key_view(std::string_view s) noexcept : v_(s) {}
-  key_view(const char_type* s) noexcept : v_(s) {}
-  key_view(const std::string& s) noexcept : v_(s) {}
+  basic_view() noexcept = default;
+  basic_view(std::string_view s) noexcept : v_(s) {}
+  basic_view(const char_type* s) noexcept : v_(s) {}
+  basic_view(const std::string& s) noexcept : v_(s) {}
   std::string_view native() const noexcept { return v_; }
 
-private:
+protected:
   std::string_view v_;
 };
 
-/// A view of a variable's value.
-class value_view : public detail::string_ops<value_view> {
+// An owning string wrapper (key, value, key_value_pair) and its view type.
+template <typename Derived, typename View>
+class basic_owned : public string_ops<Derived> {
 public:
   using value_type = char_type;
   using string_view_type = std::string_view;
   using string_type = std::string;
 
-  value_view() noexcept = default;
-  value_view(std::string_view s) noexcept : v_(s) {}
-  value_view(const char_type* s) noexcept : v_(s) {}
-  value_view(const std::string& s) noexcept : v_(s) {}
-  std::string_view native() const noexcept { return v_; }
+  basic_owned() = default;
+  basic_owned(std::string s) noexcept : s_(std::move(s)) {}
+  basic_owned(std::string_view s) : s_(s) {}
+  basic_owned(const char_type* s) : s_(s) {}
+  explicit basic_owned(View v) : s_(v.native()) {}
+  const std::string& native() const noexcept { return s_; }
+  const char_type* c_str() const noexcept { return s_.c_str(); }
+  operator View() const noexcept { return View(s_); }
+
+protected:
+  std::string s_;
+};
+} // namespace detail
+
+/// A view of a variable name.
+class key_view : public detail::basic_view<key_view> {
+public:
+  using detail::basic_view<key_view>::basic_view;
+};
+
+/// A view of a variable's value.
+class value_view : public detail::basic_view<value_view> {
+public:
+  using detail::basic_view<value_view>::basic_view;
 
   /// The `:`-separated parts.
   value_iterator begin() const noexcept { return value_iterator(v_); }
   value_iterator end() const noexcept { return value_iterator(v_, v_.size()); }
-
-private:
-  std::string_view v_;
 };
 
 /// A view of a `KEY=VALUE` entry.
-class key_value_pair_view : public detail::string_ops<key_value_pair_view> {
+class key_value_pair_view : public detail::basic_view<key_value_pair_view> {
 public:
-  using value_type = char_type;
-  using string_view_type = std::string_view;
-  using string_type = std::string;
-
-  key_value_pair_view() noexcept = default;
-  key_value_pair_view(std::string_view s) noexcept : v_(s) {}
-  key_value_pair_view(const char_type* s) noexcept : v_(s) {}
-  key_value_pair_view(const std::string& s) noexcept : v_(s) {}
-  std::string_view native() const noexcept { return v_; }
+  using detail::basic_view<key_value_pair_view>::basic_view;
 
   key_view key() const noexcept { return detail::split_entry(v_).first; }
   value_view value() const noexcept { return detail::split_entry(v_).second; }
@@ -223,46 +231,18 @@ public:
     else
       return value();
   }
-
-private:
-  std::string_view v_;
 };
 
 /// A variable name.
-class key : public detail::string_ops<key> {
+class key : public detail::basic_owned<key, key_view> {
 public:
-  using value_type = char_type;
-  using string_view_type = std::string_view;
-  using string_type = std::string;
-
-  key() = default;
-  key(std::string s) noexcept : s_(std::move(s)) {}
-  key(std::string_view s) : s_(s) {}
-  key(const char_type* s) : s_(s) {}
-  explicit key(key_view k) : s_(k.native()) {}
-  const std::string& native() const noexcept { return s_; }
-  const char_type* c_str() const noexcept { return s_.c_str(); }
-  operator key_view() const noexcept { return key_view(s_); }
-
-private:
-  std::string s_;
+  using detail::basic_owned<key, key_view>::basic_owned;
 };
 
 /// A variable's value.
-class value : public detail::string_ops<value> {
+class value : public detail::basic_owned<value, value_view> {
 public:
-  using value_type = char_type;
-  using string_view_type = std::string_view;
-  using string_type = std::string;
-
-  value() = default;
-  value(std::string s) noexcept : s_(std::move(s)) {}
-  value(std::string_view s) : s_(s) {}
-  value(const char_type* s) : s_(s) {}
-  explicit value(value_view v) : s_(v.native()) {}
-  const std::string& native() const noexcept { return s_; }
-  const char_type* c_str() const noexcept { return s_.c_str(); }
-  operator value_view() const noexcept { return value_view(s_); }
+  using detail::basic_owned<value, value_view>::basic_owned;
 
   /// Appends a part to a list value (`PATH`-like).
   void push_back(std::string_view part) {
@@ -275,31 +255,22 @@ public:
   value_iterator end() const noexcept {
     return value_iterator(s_, s_.size());
   }
-
-private:
-  std::string s_;
 };
 
 /// A `KEY=VALUE` entry.
-class key_value_pair : public detail::string_ops<key_value_pair> {
+class key_value_pair
+    : public detail::basic_owned<key_value_pair, key_value_pair_view> {
 public:
-  using value_type = char_type;
-  using string_view_type = std::string_view;
-  using string_type = std::string;
-
+  using detail::basic_owned<key_value_pair, key_value_pair_view>::basic_owned;
   key_value_pair() = default;
-  key_value_pair(std::string s) noexcept : s_(std::move(s)) {}
-  key_value_pair(std::string_view s) : s_(s) {}
-  key_value_pair(const char_type* s) : s_(s) {}
-  explicit key_value_pair(key_value_pair_view v) : s_(v.native()) {}
   key_value_pair(key_view k, value_view v) {
     s_.reserve(k.size() + 1 + v.size());
     s_.append(k.native()) += equality_sign;
     s_.append(v.native());
   }
   /// A `PATH`-like entry from its parts.
-  key_value_pair(key_view k, std::initializer_list<std::string_view> parts)
-      : s_(k.native()) {
+  key_value_pair(key_view k, std::initializer_list<std::string_view> parts) {
+    s_.assign(k.native());
     s_ += equality_sign;
     bool first = true;
     for (auto p : parts) {
@@ -317,11 +288,6 @@ public:
       : key_value_pair(key_view(std::string_view(kv.first)),
                        value_view(std::string_view(kv.second))) {}
 
-  const std::string& native() const noexcept { return s_; }
-  const char_type* c_str() const noexcept { return s_.c_str(); }
-  operator key_value_pair_view() const noexcept {
-    return key_value_pair_view(s_);
-  }
 
   key_view key() const noexcept { return detail::split_entry(s_).first; }
   value_view value() const noexcept { return detail::split_entry(s_).second; }
@@ -332,9 +298,6 @@ public:
     else
       return value();
   }
-
-private:
-  std::string s_;
 };
 
 /// A view of this process's environment: a range of `key_value_pair_view`.

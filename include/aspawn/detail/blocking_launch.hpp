@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cstddef>
 
-#include <poll.h>
 #include <unistd.h>
 
 #include <aspawn/command.hpp>
@@ -31,30 +30,13 @@ inline error_code launch_blocking(const command& cmd, stack_cache& stacks,
     return ec;
 
   alignas(16) std::byte record[status_area_size];
-  std::size_t got = 0;
+  long n = read_status(l.status_fd, record, sizeof record);
+  std::size_t got = n > 0 ? static_cast<std::size_t>(n) : 0;
   error_code result;
-  for (;;) {
-    ssize_t n = ::read(l.status_fd, record + got, sizeof record - got);
-    if (n > 0) {
-      got += static_cast<std::size_t>(n);
-      if (got >= sizeof record) { // the protocol is broken
-        result = errc::protocol_error;
-        break;
-      }
-      continue;
-    }
-    if (n == 0)
-      break;
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN) {
-      pollfd p{l.status_fd, POLLIN, 0};
-      ::poll(&p, 1, -1);
-      continue;
-    }
-    result = error_code(errno, boost::system::system_category());
-    break;
-  }
+  if (n < 0)
+    result = error_code(static_cast<int>(-n), boost::system::system_category());
+  else if (got >= sizeof record) // the protocol is broken
+    result = errc::protocol_error;
   if (result) {
     // Kills the child, waits for it to leave its stack, and reaps it.
     abandon_launch(l, stacks);
