@@ -37,7 +37,9 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/context.hpp>
@@ -146,7 +148,7 @@ template <typename Executor> struct spawn_op {
   bool cancelled_ = false;
   int state_ = 0;
 
-  enum : int { start, reading, reaping, done_posted };
+  enum : int { start, watched, reading, reaping, done_posted };
 
   template <typename Self>
   void operator()(Self& self, error_code ec = {}, std::size_t n = 0) {
@@ -157,6 +159,8 @@ template <typename Executor> struct spawn_op {
       guard_.stacks = &pool.cache();
       result_ = aspawn::launch(*cmd_, pool.cache(), guard_.l);
       cmd_ = nullptr; // everything the child reads is on its stack now
+      if (!result_ && watch_in_pool(self, pool))
+        return; // `self` (and this object) now live in the stack's parent area
       if (!result_) {
         try {
           guard_.watch(ex_, std::exchange(guard_.l.status_fd, -1), false);
@@ -174,6 +178,43 @@ template <typename Executor> struct spawn_op {
       }
       state_ = reading;
       read(self);
+      return;
+    }
+    case watched: {
+      // Resumed by the pool's watcher, on this operation's executor.
+      auto* e = reinterpret_cast<watch_entry*>(parent_storage(guard_.l.stack));
+      const std::uint32_t events = e->events;
+      const bool cancelled = e->cancelled.load(std::memory_order_acquire);
+      e->~watch_entry();
+      bool reported = false;
+      if (events & EPOLLIN) {
+        // A failure record, written at once (at most PIPE_BUF bytes) before
+        // the child exits: one read takes it whole, without blocking.
+        std::byte* buf = status_area(guard_.l.stack);
+        ssize_t got = ::read(guard_.l.status_fd, buf, status_area_size);
+        if (got < 0) {
+          result_ = error_code(errno, boost::system::system_category());
+        } else if (got > 0) {
+          result_ = decode_status(buf, static_cast<std::size_t>(got));
+          reported = result_ != errc::protocol_error;
+          if (!result_)
+            result_ = errc::protocol_error;
+        }
+      }
+      // Without data the pipe closed: the child exec'd or died, and its stack
+      // is free.
+      if (!result_ && cancelled)
+        result_ = boost::asio::error::operation_aborted;
+      ::close(std::exchange(guard_.l.status_fd, -1));
+      if (!result_) {
+        complete_launched(self);
+        return;
+      }
+      // A failed launch: reap the child (its exit also tells that it is off
+      // its stack). One that reported its failure exits by itself.
+      if (!reported)
+        kill();
+      start_reaping(self);
       return;
     }
     case reading:
@@ -194,36 +235,11 @@ template <typename Executor> struct spawn_op {
         if (!result_ && cancelled_)
           result_ = boost::asio::error::operation_aborted;
         if (!result_) {
-          guard_.release_stack();
-          std::optional<process_type> p;
-          try {
-            p.emplace(ex_, std::move(guard_.l));
-          } catch (const boost::system::system_error& e) {
-            // The constructor killed and reaped the child.
-            self.complete(e.code(), process_type(ex_));
-            return;
-          }
-          self.complete(error_code{}, std::move(*p));
+          complete_launched(self);
           return;
         }
         // A failed launch: reap the child before completing.
-        state_ = reaping;
-        try {
-          guard_.watch(ex_, std::exchange(guard_.l.pidfd, -1), true);
-        } catch (const boost::system::system_error&) {
-          // Cannot watch it: the child reported its failure and exits at
-          // once, so reaping it here is brief.
-          int status;
-          aspawn::reap(guard_.l.pidfd, guard_.l.pid, true, status, nullptr,
-                       guard_.l.autoreaped);
-          ::close(std::exchange(guard_.l.pidfd, -1));
-          guard_.l.pid = -1;
-          guard_.release_stack();
-          close_pipes(guard_.l);
-          self.complete(result_, process_type(ex_));
-          return;
-        }
-        wait_exit(self);
+        start_reaping(self);
         return;
       }
       if (ec == boost::asio::error::operation_aborted) {
@@ -266,6 +282,108 @@ private:
   void kill() {
     if (guard_.l.pidfd >= 0)
       aspawn::send_signal(guard_.l.pidfd, SIGKILL);
+  }
+
+  // The operation as it waits in the stack's parent area for the pool's
+  // watcher, after the entry the watcher knows.
+  template <typename Self> struct waiting : watch_entry {
+    Self self;
+    explicit waiting(Self&& s) : self(std::move(s)) {}
+
+    static void on_fire(watch_entry* e, std::uint32_t events, bool destroy) {
+      auto* w = static_cast<waiting*>(e);
+      w->events = events;
+      // Out of the stack first: destroying the operation may give the stack
+      // back.
+      Self op(std::move(w->self));
+      w->self.~Self();
+      if (destroy) {
+        // The context shuts down: `op` abandons its child as it goes.
+        op.get_cancellation_state().slot().clear();
+        return;
+      }
+      auto ex = op.get_executor();
+      boost::asio::dispatch(ex, std::move(op));
+    }
+  };
+
+  struct cancel_watch {
+    watch_entry* e;
+    void operator()(boost::asio::cancellation_type t) const {
+      if (t == boost::asio::cancellation_type::none)
+        return;
+      e->cancelled.store(true, std::memory_order_release);
+      aspawn::send_signal(e->pidfd, SIGKILL);
+    }
+  };
+
+  // Hands the status pipe to the pool's watcher, moving `self` into the
+  // stack's parent area. False (and nothing moved) where the pool does not
+  // watch, or the operation does not fit there.
+  template <typename Self> bool watch_in_pool(Self& self, stack_pool& pool) {
+    using entry = waiting<Self>;
+    if constexpr (sizeof(entry) > parent_storage_size ||
+                  alignof(entry) > 16 ||
+                  !std::is_constructible_v<boost::asio::any_io_executor,
+                                           const Executor&>) {
+      return false;
+    } else {
+      void* at = parent_storage(guard_.l.stack);
+      auto* e = static_cast<entry*>(at);
+      auto slot = self.get_cancellation_state().slot();
+      if (slot.is_connected())
+        slot.template emplace<cancel_watch>(cancel_watch{e});
+      const int fd = guard_.l.status_fd;
+      const int pidfd = guard_.l.pidfd;
+      state_ = watched;
+      bool ok = pool.watch(ex_, fd, e, [&] {
+        auto* w = new (at) entry(std::move(self));
+        w->fire = &entry::on_fire;
+        w->pidfd = pidfd;
+      });
+      if (!ok) {
+        state_ = start;
+        if (slot.is_connected())
+          slot.clear();
+      }
+      return ok;
+    }
+  }
+
+  // The child exec'd: the stack goes back, the process object takes it.
+  template <typename Self> void complete_launched(Self& self) {
+    guard_.release_stack();
+    std::optional<process_type> p;
+    try {
+      p.emplace(ex_, std::move(guard_.l));
+    } catch (const boost::system::system_error& e) {
+      // The constructor killed and reaped the child.
+      self.complete(e.code(), process_type(ex_));
+      return;
+    }
+    self.complete(error_code{}, std::move(*p));
+  }
+
+  // Waits for a failed (or cancelled) launch's child to exit, then reaps it
+  // and completes with `result_`.
+  template <typename Self> void start_reaping(Self& self) {
+    state_ = reaping;
+    try {
+      guard_.watch(ex_, std::exchange(guard_.l.pidfd, -1), true);
+    } catch (const boost::system::system_error&) {
+      // Cannot watch it: the child reported its failure (or was killed) and
+      // exits at once, so reaping it here is brief.
+      int status;
+      aspawn::reap(guard_.l.pidfd, guard_.l.pid, true, status, nullptr,
+                   guard_.l.autoreaped);
+      ::close(std::exchange(guard_.l.pidfd, -1));
+      guard_.l.pid = -1;
+      guard_.release_stack();
+      close_pipes(guard_.l);
+      self.complete(result_, process_type(ex_));
+      return;
+    }
+    wait_exit(self);
   }
 
   template <typename Self> void read(Self& self) {

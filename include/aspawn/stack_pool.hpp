@@ -13,6 +13,12 @@
 // lent out at clone time and comes back when the child's status pipe reports
 // EOF (exec done, or the child died), never earlier.
 //
+// The same service watches, for an `io_context`, the status pipes of the
+// launches in flight: one epoll instance of its own, itself watched by one
+// Asio descriptor, holds every pending launch's status pipe (one-shot), so a
+// launch costs the reactor no descriptor of its own (see docs/design.md,
+// "Watching status pipes").
+//
 // Thread safety
 // -------------
 // All members are safe to call from any thread.
@@ -31,11 +37,42 @@
 #ifndef ASPAWN_STACK_POOL_HPP
 #define ASPAWN_STACK_POOL_HPP
 
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+
 #include <boost/asio/execution_context.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <aspawn/core.hpp>
 
 namespace aspawn {
+
+namespace detail {
+
+// A launch whose status pipe the pool watches. It lives in the parent area
+// of the launch's stack, which stays the launch's until the operation has
+// seen the pipe's event, and is followed there by the operation itself.
+struct watch_entry {
+  // Called once: with the epoll events, or with `destroy` set when the
+  // context shuts down (the operation is then destroyed, not resumed).
+  void (*fire)(watch_entry* e, std::uint32_t events, bool destroy) = nullptr;
+  watch_entry* prev = nullptr;
+  watch_entry* next = nullptr;
+  int pidfd = -1;
+  std::uint32_t events = 0;
+  // Set by a cancellation request, from the operation's executor.
+  std::atomic<bool> cancelled{false};
+};
+
+} // namespace detail
 
 /// The execution-context service holding the cached child stacks.
 class stack_pool : public boost::asio::execution_context::service {
@@ -44,7 +81,9 @@ public:
   static inline boost::asio::execution_context::id id;
 
   explicit stack_pool(boost::asio::execution_context& ctx)
-      : boost::asio::execution_context::service(ctx) {}
+      : boost::asio::execution_context::service(ctx) {
+    head_.prev = head_.next = &head_;
+  }
 
   /// The pool of `ctx`, created on first use.
   static stack_pool& of(boost::asio::execution_context& ctx) {
@@ -73,13 +112,154 @@ public:
   /// Unmaps the idle stacks.
   void trim() noexcept { cache_.trim(); }
 
+  /// Launches whose status pipe the pool is watching now (see the
+  /// overview); launches watched by a descriptor of their own are not
+  /// counted.
+  std::size_t watching() const noexcept {
+    return watching_.load(std::memory_order_relaxed);
+  }
+
+  /// Internal: watches `fd` (one shot) for `e`, which `construct()` builds
+  /// in place under the watcher's lock, before any event can reach it. The
+  /// first call sets the watcher up on `ex`'s context. False if the fd
+  /// cannot be watched (nothing was constructed then): the caller watches
+  /// it itself.
+  template <typename Executor, typename Construct>
+  bool watch(const Executor& ex, int fd,
+             detail::watch_entry* e, Construct&& construct) {
+    std::lock_guard lk(mutex_);
+    if (shut_ || (epfd_ < 0 && !set_up(watcher_executor(ex))))
+      return false;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.ptr = e;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+      return false;
+    try {
+      construct();
+    } catch (...) {
+      ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+      throw;
+    }
+    watching_.fetch_add(1, std::memory_order_relaxed);
+    e->prev = head_.prev;
+    e->next = &head_;
+    head_.prev->next = e;
+    head_.prev = e;
+    if (!armed_)
+      arm();
+    return true;
+  }
+
 private:
-  // Stacks lent out belong to pending launch operations, which give them
-  // back (after killing their child if they are destroyed unfinished) when
-  // the context shuts its services down; the cache outlives that.
-  void shutdown() override {}
+  // The watcher runs on the context itself: not in a strand the first
+  // launch came from, and without keeping the context's work count up.
+  template <typename Executor>
+  static boost::asio::any_io_executor watcher_executor(const Executor& ex) {
+    if constexpr (requires { ex.get_inner_executor(); })
+      return watcher_executor(ex.get_inner_executor());
+    else
+      return boost::asio::any_io_executor(boost::asio::prefer(
+          ex, boost::asio::execution::outstanding_work.untracked));
+  }
+
+  // Called with the lock held. An epoll instance of the pool's own, watched
+  // by one descriptor; tried once.
+  bool set_up(const boost::asio::any_io_executor& ex) {
+    if (set_up_failed_)
+      return false;
+    set_up_failed_ = true;
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0)
+      return false;
+    boost::system::error_code ec;
+    watcher_.emplace(ex);
+    watcher_->assign(fd, ec);
+    if (ec) {
+      watcher_.reset();
+      ::close(fd);
+      return false;
+    }
+    epfd_ = fd;
+    set_up_failed_ = false;
+    return true;
+  }
+
+  // Called with the lock held. One wait at a time, and only while launches
+  // are watched: an idle pool keeps no work on its context.
+  void arm() {
+    armed_ = true;
+    watcher_->async_wait(boost::asio::posix::descriptor_base::wait_read,
+                         [this](boost::system::error_code ec) { on_ready(ec); });
+  }
+
+  void on_ready(boost::system::error_code ec) {
+    constexpr int batch = 64;
+    detail::watch_entry* ready[batch];
+    std::uint32_t events[batch];
+    int n = 0;
+    {
+      std::lock_guard lk(mutex_);
+      armed_ = false;
+      if (shut_ || ec == boost::asio::error::operation_aborted)
+        return;
+      epoll_event evs[batch];
+      int r = ::epoll_wait(epfd_, evs, batch, 0);
+      for (int i = 0; i < r; ++i) {
+        auto* e = static_cast<detail::watch_entry*>(evs[i].data.ptr);
+        // One shot: the registration is disabled now, and goes away with
+        // the pipe's last copy.
+        e->prev->next = e->next;
+        e->next->prev = e->prev;
+        watching_.fetch_sub(1, std::memory_order_relaxed);
+        ready[n] = e;
+        events[n++] = evs[i].events;
+      }
+      if (head_.next != &head_)
+        arm();
+    }
+    for (int i = 0; i < n; ++i)
+      ready[i]->fire(ready[i], events[i], false);
+  }
+
+  // Pending launch operations are destroyed here (each kills its child,
+  // waits for it to leave its stack, gives the stack back and reaps it);
+  // so are those waiting on descriptors of their own, by the reactor. The
+  // cache outlives the shutdown.
+  void shutdown() override {
+    detail::watch_entry* first;
+    {
+      std::lock_guard lk(mutex_);
+      shut_ = true;
+      first = head_.next;
+      head_.prev->next = nullptr;
+      head_.prev = head_.next = &head_;
+    }
+    if (watcher_) {
+      boost::system::error_code ignored;
+      watcher_->close(ignored); // every registration goes with it
+      watcher_.reset();
+      epfd_ = -1;
+    }
+    for (auto* e = first; e && e != &head_;) {
+      auto* next = e->next;
+      watching_.fetch_sub(1, std::memory_order_relaxed);
+      e->fire(e, 0, true);
+      e = next;
+    }
+  }
 
   stack_cache cache_;
+  std::mutex mutex_;
+  detail::watch_entry head_; // sentinel of the watched launches
+  bool armed_ = false;
+  bool shut_ = false;
+  bool set_up_failed_ = false;
+  std::atomic<std::size_t> watching_{0};
+  int epfd_ = -1;
+  std::optional<
+      boost::asio::posix::basic_stream_descriptor<boost::asio::any_io_executor>>
+      watcher_;
 };
 
 } // namespace aspawn

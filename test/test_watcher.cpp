@@ -1,0 +1,294 @@
+// The pool's status-pipe watcher, and the descriptor path it falls back to.
+#include "common.hpp"
+
+#include <array>
+#include <future>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/require.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_future.hpp>
+
+using aspawn::command;
+using aspawn::error_code;
+using test::asio::io_context;
+namespace asio = test::asio;
+
+namespace {
+
+// A launch whose child blocks in its child function until a byte comes
+// through `gate`, then execs the helper, which exits with 6.
+struct gated {
+  test::pipe_pair gate;
+  command cmd = test::helper_cmd({"exit", "6"});
+  gated() {
+    cmd.inherit_fd(gate.rd).child_function(test::block_on_fd, &gate.rd,
+                                           sizeof gate.rd);
+  }
+  // Lets the child go on. (Closing the gate would not: the child holds a
+  // copy of the write end while it runs its function.)
+  void open() { REQUIRE(::write(gate.wr, "x", 1) == 1); }
+};
+
+struct inspectable_context : io_context {
+  using io_context::shutdown;
+};
+
+// A completion handler too large for a launch stack's parent area.
+struct big_handler {
+  std::array<char, 2048> ballast{};
+  error_code* result;
+  bool* ran;
+  void operator()(error_code ec, aspawn::process p) {
+    *result = ec;
+    *ran = true;
+    if (p.is_open()) {
+      error_code ignored;
+      p.terminate(ignored);
+    }
+  }
+};
+
+} // namespace
+
+TEST_CASE("launches from an io_context are watched by its pool, not by a "
+          "descriptor each",
+          "[watcher]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  gated g;
+  error_code result = asio::error::fault;
+  int code = -1;
+  aspawn::async_spawn(ctx, g.cmd, [&](error_code ec, aspawn::process p) {
+    result = ec;
+    if (!ec)
+      code = p.wait();
+  });
+  ctx.poll();
+  CHECK(code == -1);
+  CHECK(pool.in_use() == 1);
+  CHECK(pool.watching() == 1);
+  g.open();
+  ctx.run();
+  CHECK_FALSE(result);
+  CHECK(code == 6);
+  CHECK(pool.watching() == 0);
+  CHECK(pool.in_use() == 0);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("a coroutine's launch is watched by the pool", "[watcher]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  gated g;
+  std::size_t watched_while_pending = 0;
+  error_code result = asio::error::fault;
+  int code = -1;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        auto [ec, p] = co_await aspawn::async_spawn(
+            ctx, g.cmd, asio::as_tuple(asio::use_awaitable));
+        result = ec;
+        if (!ec)
+          code = co_await p.async_wait(asio::use_awaitable);
+      },
+      asio::detached);
+  // Runs after the coroutine has initiated the launch; the child waits for
+  // the gate.
+  asio::post(ctx, [&] {
+    watched_while_pending = pool.watching();
+    g.open();
+  });
+  ctx.run();
+  CHECK(watched_while_pending == 1);
+  CHECK_FALSE(result);
+  CHECK(code == 6);
+  CHECK(pool.watching() == 0);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("a handler too large for the stack's parent area is watched by a "
+          "descriptor of its own",
+          "[watcher]") {
+  auto before = test::open_fds();
+  {
+    inspectable_context ctx;
+    auto& pool = aspawn::stack_pool::of(ctx);
+
+    SECTION("success") {
+      error_code result = asio::error::fault;
+      bool ran = false;
+      aspawn::async_spawn(ctx, test::helper_cmd({"exit", "0"}),
+                          big_handler{{}, &result, &ran});
+      CHECK(pool.watching() == 0);
+      ctx.run();
+      CHECK(ran);
+      CHECK_FALSE(result);
+    }
+    SECTION("a pending launch") {
+      gated g;
+      error_code result = asio::error::fault;
+      bool ran = false;
+      aspawn::async_spawn(ctx, g.cmd, big_handler{{}, &result, &ran});
+      ctx.poll();
+      CHECK(pool.in_use() == 1);
+      CHECK(pool.watching() == 0);
+      g.open();
+      ctx.run();
+      CHECK(ran);
+      CHECK_FALSE(result);
+    }
+    SECTION("a failing step") {
+      error_code result;
+      bool ran = false;
+      aspawn::async_spawn(ctx, command("/nonexistent/aspawn-test"),
+                          big_handler{{}, &result, &ran});
+      CHECK(pool.watching() == 0);
+      ctx.run();
+      CHECK(ran);
+      CHECK(aspawn::child_errno(result) == ENOENT);
+    }
+    SECTION("cancelled") {
+      gated g;
+      asio::cancellation_signal sig;
+      error_code result;
+      bool ran = false;
+      aspawn::async_spawn(
+          ctx, g.cmd,
+          asio::bind_cancellation_slot(sig.slot(),
+                                       big_handler{{}, &result, &ran}));
+      ctx.poll();
+      CHECK(pool.watching() == 0);
+      sig.emit(asio::cancellation_type::terminal);
+      ctx.run();
+      CHECK(ran);
+      CHECK(result == asio::error::operation_aborted);
+    }
+    SECTION("abandoned by the context's shutdown") {
+      gated g;
+      error_code result;
+      bool ran = false;
+      aspawn::async_spawn(ctx, g.cmd, big_handler{{}, &result, &ran});
+      ctx.poll();
+      CHECK(pool.in_use() == 1);
+      ctx.shutdown();
+      CHECK_FALSE(ran);
+      CHECK(pool.in_use() == 0);
+    }
+    CHECK(pool.in_use() == 0);
+  }
+  CHECK_FALSE(test::has_children());
+  CHECK(test::open_fds() == before);
+}
+
+TEST_CASE("a launch cancelled while the pool watches it kills and reaps the "
+          "child; a cancellation after it completed changes nothing",
+          "[watcher][cancel]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  asio::cancellation_signal sig;
+
+  gated g;
+  error_code first;
+  aspawn::async_spawn(ctx, g.cmd,
+                      asio::bind_cancellation_slot(
+                          sig.slot(), [&](error_code ec, aspawn::process p) {
+                            first = ec;
+                            CHECK_FALSE(p.is_open());
+                          }));
+  ctx.poll();
+  CHECK(pool.watching() == 1);
+  sig.emit(asio::cancellation_type::terminal);
+  ctx.run();
+  CHECK(first == asio::error::operation_aborted);
+  CHECK(pool.in_use() == 0);
+  CHECK_FALSE(test::has_children());
+
+  // The same slot, reused by a launch that completes: the handler the first
+  // launch installed is gone with it.
+  ctx.restart();
+  error_code second = asio::error::fault;
+  int code = -1;
+  aspawn::async_spawn(ctx, test::helper_cmd({"exit", "4"}),
+                      asio::bind_cancellation_slot(
+                          sig.slot(), [&](error_code ec, aspawn::process p) {
+                            second = ec;
+                            if (!ec)
+                              code = p.wait();
+                          }));
+  ctx.run();
+  CHECK_FALSE(second);
+  CHECK(code == 4);
+  sig.emit(asio::cancellation_type::terminal); // nobody listens: no effect
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("the pool's watcher keeps no work on the context", "[watcher]") {
+  io_context ctx;
+  // The first launch sets the watcher up; its executor tracks work, which
+  // the watcher must not keep: run() returns once the launches are done.
+  int code = -1;
+  {
+    auto tracked = asio::require(ctx.get_executor(),
+                                 asio::execution::outstanding_work.tracked);
+    aspawn::async_execute(tracked, test::helper_cmd({"exit", "5"}),
+                          [&](error_code, int c) { code = c; });
+  }
+  ctx.run();
+  CHECK(code == 5);
+  CHECK(ctx.stopped());
+
+  // Later launches from other executors of the context use the same watcher.
+  ctx.restart();
+  auto strand = asio::make_strand(ctx);
+  std::vector<int> codes;
+  for (int i = 0; i < 3; ++i)
+    aspawn::async_execute(strand, test::helper_cmd({"exit", std::to_string(i)}),
+                          [&](error_code, int c) {
+                            CHECK(strand.running_in_this_thread());
+                            codes.push_back(c);
+                          });
+  ctx.run();
+  std::sort(codes.begin(), codes.end());
+  CHECK(codes == std::vector<int>{0, 1, 2});
+}
+
+TEST_CASE("more launches in flight than one batch of the watcher's events",
+          "[watcher]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  command cmd = test::helper_cmd({"exit", "0"});
+  cmd.prepare();
+  constexpr int n = 200; // the watcher collects up to 64 events at a time
+  int ok = 0;
+  for (int i = 0; i < n; ++i)
+    aspawn::async_execute(ctx, cmd, [&](error_code ec, int c) {
+      if (!ec && c == 0)
+        ++ok;
+    });
+  CHECK(pool.watching() == static_cast<std::size_t>(n));
+  ctx.run();
+  CHECK(ok == n);
+  CHECK(pool.watching() == 0);
+  CHECK(pool.in_use() == 0);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("use_future launches from another thread are watched by the pool",
+          "[watcher]") {
+  io_context ctx;
+  auto work = asio::make_work_guard(ctx);
+  std::thread runner([&] { ctx.run(); });
+  std::vector<std::future<int>> results;
+  for (int i = 0; i < 20; ++i)
+    results.push_back(aspawn::async_execute(
+        ctx, test::helper_cmd({"exit", std::to_string(i % 7)}),
+        asio::use_future));
+  for (int i = 0; i < 20; ++i)
+    CHECK(results[static_cast<std::size_t>(i)].get() == i % 7);
+  work.reset();
+  runner.join();
+  CHECK_FALSE(test::has_children());
+}
