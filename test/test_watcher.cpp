@@ -292,3 +292,142 @@ TEST_CASE("use_future launches from another thread are watched by the pool",
   runner.join();
   CHECK_FALSE(test::has_children());
 }
+
+TEST_CASE("the watcher never runs in a strand, even one the first launch's "
+          "type-erased executor wrapped",
+          "[watcher]") {
+  io_context ctx;
+  auto strand = asio::make_strand(ctx);
+  // The first launch sets the watcher up from a strand behind an
+  // any_io_executor, as a coroutine on a strand would pass it.
+  int first = -1;
+  aspawn::async_execute(asio::any_io_executor(strand),
+                        test::helper_cmd({"exit", "1"}),
+                        [&](error_code, int c) { first = c; });
+  CHECK(aspawn::stack_pool::of(ctx).watching() == 1); // it fits the stack
+  ctx.run();
+  REQUIRE(first == 1);
+  ctx.restart();
+
+  // Now the strand is kept busy until a launch from the plain executor has
+  // completed: that takes a watcher outside the strand.
+  auto work = asio::make_work_guard(ctx);
+  std::thread runner([&] { ctx.run(); });
+  std::promise<int> launched;
+  auto done = launched.get_future();
+  std::promise<bool> strand_freed;
+  asio::post(strand, [&] {
+    strand_freed.set_value(done.wait_for(std::chrono::seconds(20)) ==
+                           std::future_status::ready);
+  });
+  aspawn::async_execute(ctx, test::helper_cmd({"exit", "2"}),
+                        [&](error_code, int c) { launched.set_value(c); });
+  // This thread runs the context too, until the launch is done: whichever
+  // thread the strand holds, the other one is free.
+  while (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+    ctx.run_one_for(std::chrono::milliseconds(10));
+  bool in_time = strand_freed.get_future().get();
+  work.reset();
+  ctx.run();
+  runner.join();
+  CHECK(in_time);
+  CHECK(done.get() == 2);
+}
+
+TEST_CASE("a completion handler that throws loses no other launch",
+          "[watcher]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  auto strand = asio::make_strand(ctx);
+  command cmd = test::helper_cmd({"exit", "0"});
+  int completed = 0;
+  for (int i = 0; i < 3; ++i)
+    aspawn::async_execute(asio::any_io_executor(strand), cmd,
+                          [&](error_code, int) {
+                            if (++completed == 1)
+                              throw std::runtime_error("handler failed");
+                          });
+  bool thrown = false;
+  for (;;) {
+    try {
+      ctx.run();
+      break;
+    } catch (const std::runtime_error&) {
+      thrown = true;
+      ctx.restart();
+    }
+  }
+  CHECK(thrown);
+  CHECK(completed == 3);
+  CHECK(pool.watching() == 0);
+  CHECK(pool.in_use() == 0);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("a handler bound to another io_context keeps that context running "
+          "while the pool watches the launch",
+          "[watcher]") {
+  io_context launching, handling;
+  gated g;
+  int code = -1;
+  bool in_handling = false;
+  aspawn::async_execute(launching, g.cmd,
+                        asio::bind_executor(handling, [&](error_code, int c) {
+                          code = c;
+                          in_handling =
+                              handling.get_executor().running_in_this_thread();
+                        }));
+  CHECK(aspawn::stack_pool::of(launching).watching() == 1);
+  std::thread runner([&] { launching.run(); });
+  // The gate opens a moment after `handling` starts running: with no work
+  // held on it, run() would return at once.
+  std::thread opener([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    g.open();
+  });
+  handling.run();
+  opener.join();
+  runner.join();
+  CHECK(code == 6);
+  CHECK(in_handling);
+}
+
+TEST_CASE("after fork(), the child watches the pending launches in an epoll "
+          "instance of its own and the parent's are untouched",
+          "[watcher][fork]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  gated g;
+  int code = -1;
+  aspawn::async_execute(ctx, g.cmd, [&](error_code, int c) { code = c; });
+  REQUIRE(pool.watching() == 1);
+
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // No Catch macros here: report through the exit status.
+    ctx.notify_fork(asio::execution_context::fork_child);
+    int status = pool.watching() == 1 ? 0 : 10;
+    int child_code = -1;
+    ctx.restart();
+    aspawn::async_execute(ctx, test::helper_cmd({"exit", "7"}),
+                          [&](error_code, int c) { child_code = c; });
+    // The parent's launch stays pending here (its gate is shut).
+    while (child_code < 0 && ctx.run_one() > 0) {
+    }
+    if (child_code != 7)
+      status = 11;
+    ::_exit(status);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+
+  // The child's epoll instance took none of the parent's events.
+  CHECK(pool.watching() == 1);
+  g.open();
+  ctx.run();
+  CHECK(code == 6);
+  CHECK_FALSE(test::has_children());
+}

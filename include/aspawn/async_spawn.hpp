@@ -39,7 +39,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/compose.hpp>
-#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/context.hpp>
@@ -183,7 +183,7 @@ template <typename Executor> struct spawn_op {
     case watched: {
       // Resumed by the pool's watcher, on this operation's executor.
       auto* e = reinterpret_cast<watch_entry*>(parent_storage(guard_.l.stack));
-      const std::uint32_t events = e->events;
+      const std::uint32_t events = e->events.load(std::memory_order_acquire);
       const bool cancelled = e->cancelled.load(std::memory_order_acquire);
       e->~watch_entry();
       bool reported = false;
@@ -285,32 +285,46 @@ private:
   }
 
   // The operation as it waits in the stack's parent area for the pool's
-  // watcher, after the entry the watcher knows.
+  // watcher, after the entry the watcher knows, with work held on the
+  // executor it will resume on (its handler's), as a reactor operation
+  // would hold it.
   template <typename Self> struct waiting : watch_entry {
+    using work_type = decltype(boost::asio::make_work_guard(
+        std::declval<const typename Self::executor_type&>()));
+    work_type work;
     Self self;
-    explicit waiting(Self&& s) : self(std::move(s)) {}
+    explicit waiting(Self&& s)
+        : work(boost::asio::make_work_guard(s.get_executor())),
+          self(std::move(s)) {}
 
     static void on_fire(watch_entry* e, std::uint32_t events, bool destroy) {
       auto* w = static_cast<waiting*>(e);
-      w->events = events;
       // Out of the stack first: destroying the operation may give the stack
       // back.
       Self op(std::move(w->self));
+      work_type work(std::move(w->work));
       w->self.~Self();
+      w->work.~work_type();
       if (destroy) {
         // The context shuts down: `op` abandons its child as it goes.
         op.get_cancellation_state().slot().clear();
         return;
       }
+      w->events.store(events, std::memory_order_release);
+      // Posted, not dispatched: the watcher runs no completion handler.
       auto ex = op.get_executor();
-      boost::asio::dispatch(ex, std::move(op));
+      boost::asio::post(ex, std::move(op));
     }
   };
 
+  // Kills the child of a launch the pool watches, unless the pipe has
+  // reported already (the child may have exec'd: the launch is complete
+  // then, as a descriptor's finished read would be).
   struct cancel_watch {
     watch_entry* e;
     void operator()(boost::asio::cancellation_type t) const {
-      if (t == boost::asio::cancellation_type::none)
+      if (t == boost::asio::cancellation_type::none ||
+          e->events.load(std::memory_order_acquire) != 0)
         return;
       e->cancelled.store(true, std::memory_order_release);
       aspawn::send_signal(e->pidfd, SIGKILL);
@@ -323,29 +337,23 @@ private:
   template <typename Self> bool watch_in_pool(Self& self, stack_pool& pool) {
     using entry = waiting<Self>;
     if constexpr (sizeof(entry) > parent_storage_size ||
-                  alignof(entry) > 16 ||
-                  !std::is_constructible_v<boost::asio::any_io_executor,
-                                           const Executor&>) {
+                  alignof(entry) > 16) {
       return false;
     } else {
       void* at = parent_storage(guard_.l.stack);
-      auto* e = static_cast<entry*>(at);
-      auto slot = self.get_cancellation_state().slot();
-      if (slot.is_connected())
-        slot.template emplace<cancel_watch>(cancel_watch{e});
       const int fd = guard_.l.status_fd;
       const int pidfd = guard_.l.pidfd;
       state_ = watched;
-      bool ok = pool.watch(ex_, fd, e, [&] {
+      bool ok = pool.watch(ex_, fd, static_cast<entry*>(at), [&] {
         auto* w = new (at) entry(std::move(self));
         w->fire = &entry::on_fire;
         w->pidfd = pidfd;
-      });
-      if (!ok) {
-        state_ = start;
+        auto slot = w->self.get_cancellation_state().slot();
         if (slot.is_connected())
-          slot.clear();
-      }
+          slot.template emplace<cancel_watch>(cancel_watch{w});
+      });
+      if (!ok)
+        state_ = start;
       return ok;
     }
   }

@@ -164,7 +164,7 @@ error_code decode_status(const void* data, std::size_t size) noexcept;
 /// parent may use them until the stack is released: the top 64 to receive
 /// the status record, the rest (16-byte aligned) for objects of its own,
 /// such as the descriptor watching the status pipe.
-inline constexpr std::size_t parent_area_size = 512;
+inline constexpr std::size_t parent_area_size = 1024;
 inline constexpr std::size_t status_area_size = 64;
 inline constexpr std::size_t parent_storage_size =
     parent_area_size - status_area_size;

@@ -41,14 +41,21 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <concepts>
 #include <cstdint>
+#include <exception>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <type_traits>
+#include <utility>
 
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/execution/outstanding_work.hpp>
-#include <boost/asio/prefer.hpp>
+#include <boost/asio/detail/throw_error.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <aspawn/core.hpp>
@@ -66,8 +73,10 @@ struct watch_entry {
   void (*fire)(watch_entry* e, std::uint32_t events, bool destroy) = nullptr;
   watch_entry* prev = nullptr;
   watch_entry* next = nullptr;
+  int fd = -1; // the status pipe
   int pidfd = -1;
-  std::uint32_t events = 0;
+  // The events that fired; 0 until then.
+  std::atomic<std::uint32_t> events{0};
   // Set by a cancellation request, from the operation's executor.
   std::atomic<bool> cancelled{false};
 };
@@ -120,60 +129,92 @@ public:
   }
 
   /// Internal: watches `fd` (one shot) for `e`, which `construct()` builds
-  /// in place under the watcher's lock, before any event can reach it. The
-  /// first call sets the watcher up on `ex`'s context. False if the fd
-  /// cannot be watched (nothing was constructed then): the caller watches
-  /// it itself.
+  /// in place under the watcher's lock, before any event can reach it, and
+  /// must not throw. The first call sets the watcher up on `ex`'s
+  /// io_context. False if the fd cannot be watched (nothing was constructed
+  /// then): the caller watches it itself.
   template <typename Executor, typename Construct>
-  bool watch(const Executor& ex, int fd,
-             detail::watch_entry* e, Construct&& construct) {
+  bool watch(const Executor& ex, int fd, detail::watch_entry* e,
+             Construct&& construct) {
     std::lock_guard lk(mutex_);
-    if (shut_ || (epfd_ < 0 && !set_up(watcher_executor(ex))))
+    if (fork_pending_)
+      refork();
+    if (shut_ || (epfd_ < 0 && !set_up(ex)))
       return false;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLONESHOT;
     ev.data.ptr = e;
     if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
       return false;
-    try {
-      construct();
-    } catch (...) {
-      ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
-      throw;
+    if (!armed_) {
+      try {
+        arm();
+      } catch (...) {
+        ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+        return false;
+      }
     }
+    construct();
     watching_.fetch_add(1, std::memory_order_relaxed);
+    e->fd = fd;
     e->prev = head_.prev;
     e->next = &head_;
     head_.prev->next = e;
     head_.prev = e;
-    if (!armed_)
-      arm();
     return true;
   }
 
 private:
-  // The watcher runs on the context itself: not in a strand the first
+  template <std::uintptr_t Bits>
+  using io_executor =
+      boost::asio::io_context::basic_executor_type<std::allocator<void>, Bits>;
+
+  // The watcher runs on the io_context itself: not in a strand the first
   // launch came from, and without keeping the context's work count up.
+  // Nothing for executors of other contexts: those launches use a
+  // descriptor each.
   template <typename Executor>
-  static boost::asio::any_io_executor watcher_executor(const Executor& ex) {
-    if constexpr (requires { ex.get_inner_executor(); })
+  static std::optional<boost::asio::any_io_executor>
+  watcher_executor(const Executor& ex) {
+    if constexpr (requires { ex.get_inner_executor(); }) {
       return watcher_executor(ex.get_inner_executor());
-    else
-      return boost::asio::any_io_executor(boost::asio::prefer(
-          ex, boost::asio::execution::outstanding_work.untracked));
+    } else if constexpr (std::is_same_v<Executor, boost::asio::any_io_executor>) {
+      // Type-erased: look through to the io_context's own executor kinds.
+      std::optional<boost::asio::any_io_executor> r;
+      auto try_as = [&]<typename T>(std::type_identity<T>) {
+        if (!r)
+          if (const T* t = ex.template target<T>())
+            r = watcher_executor(*t);
+      };
+      [&]<std::uintptr_t... B>(std::integer_sequence<std::uintptr_t, B...>) {
+        (try_as(std::type_identity<io_executor<B>>{}), ...);
+        (try_as(std::type_identity<boost::asio::strand<io_executor<B>>>{}), ...);
+      }(std::make_integer_sequence<std::uintptr_t, 8>{});
+      return r;
+    } else if constexpr (requires {
+                           {
+                             ex.context()
+                             } -> std::same_as<boost::asio::io_context&>;
+                         }) {
+      return boost::asio::any_io_executor(ex.context().get_executor());
+    } else {
+      return std::nullopt;
+    }
   }
 
-  // Called with the lock held. An epoll instance of the pool's own, watched
-  // by one descriptor; tried once.
-  bool set_up(const boost::asio::any_io_executor& ex) {
-    if (set_up_failed_)
+  // Called with the lock held: an epoll instance of the pool's own, watched
+  // by one descriptor.
+  template <typename Executor> bool set_up(const Executor& ex) {
+    auto wex = watcher_executor(ex);
+    if (!wex)
       return false;
-    set_up_failed_ = true;
+    watcher_.emplace(std::move(*wex));
     int fd = ::epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+      watcher_.reset();
       return false;
+    }
     boost::system::error_code ec;
-    watcher_.emplace(ex);
     watcher_->assign(fd, ec);
     if (ec) {
       watcher_.reset();
@@ -181,19 +222,21 @@ private:
       return false;
     }
     epfd_ = fd;
-    set_up_failed_ = false;
     return true;
   }
 
   // Called with the lock held. One wait at a time, and only while launches
   // are watched: an idle pool keeps no work on its context.
   void arm() {
-    armed_ = true;
     watcher_->async_wait(boost::asio::posix::descriptor_base::wait_read,
                          [this](boost::system::error_code ec) { on_ready(ec); });
+    armed_ = true;
   }
 
   void on_ready(boost::system::error_code ec) {
+    // Only closing the watcher cancels its wait, and that resets `armed_`.
+    if (ec == boost::asio::error::operation_aborted)
+      return;
     constexpr int batch = 64;
     detail::watch_entry* ready[batch];
     std::uint32_t events[batch];
@@ -201,8 +244,12 @@ private:
     {
       std::lock_guard lk(mutex_);
       armed_ = false;
-      if (shut_ || ec == boost::asio::error::operation_aborted)
+      if (shut_)
         return;
+      if (fork_pending_) {
+        refork(); // never wait on the parent's instance
+        return;
+      }
       epoll_event evs[batch];
       int r = ::epoll_wait(epfd_, evs, batch, 0);
       for (int i = 0; i < r; ++i) {
@@ -216,10 +263,70 @@ private:
         events[n++] = evs[i].events;
       }
       if (head_.next != &head_)
-        arm();
+        arm(); // if this throws, the launches fired below re-arm it
     }
-    for (int i = 0; i < n; ++i)
-      ready[i]->fire(ready[i], events[i], false);
+    // Each operation is posted to its own executor: no user code runs here.
+    // Should posting one fail (no memory), that operation abandons its
+    // child, and the others still go.
+    std::exception_ptr first_error;
+    for (int i = 0; i < n; ++i) {
+      try {
+        ready[i]->fire(ready[i], events[i], false);
+      } catch (...) {
+        if (!first_error)
+          first_error = std::current_exception();
+      }
+    }
+    if (first_error)
+      std::rethrow_exception(first_error);
+  }
+
+  // In a child of fork(), the epoll instance is still the parent's, and
+  // must not be waited on: the pending launches move to one of the child's
+  // own and complete there too (their children are the parent's: waits on
+  // them report `errc::status_unavailable`). The move waits until every
+  // service of the context, the reactor included, has been told of the
+  // fork: the next launch, the next wakeup, or a handler posted now, does
+  // it.
+  void notify_fork(boost::asio::execution_context::fork_event event) override {
+    if (event != boost::asio::execution_context::fork_child)
+      return;
+    std::lock_guard lk(mutex_);
+    if (!watcher_ || fork_pending_)
+      return;
+    fork_pending_ = true;
+    boost::asio::post(watcher_->get_executor(), [this] {
+      std::lock_guard lk(mutex_);
+      if (fork_pending_)
+        refork();
+    });
+  }
+
+  // Called with the lock held, in a child of fork().
+  void refork() {
+    fork_pending_ = false;
+    auto ex = watcher_->get_executor();
+    boost::system::error_code ignored;
+    watcher_->close(ignored); // the child's copy of the parent's instance
+    watcher_.reset();
+    armed_ = false;
+    epfd_ = -1;
+    auto fail = [](int err) {
+      boost::asio::detail::throw_error(
+          boost::system::error_code(err, boost::system::system_category()),
+          "aspawn: status-pipe watcher after fork");
+    };
+    if (!set_up(ex))
+      fail(errno ? errno : EMFILE);
+    for (auto* e = head_.next; e != &head_; e = e->next) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLONESHOT;
+      ev.data.ptr = e;
+      if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, e->fd, &ev) != 0)
+        fail(errno);
+    }
+    if (head_.next != &head_)
+      arm();
   }
 
   // Pending launch operations are destroyed here (each kills its child,
@@ -240,6 +347,7 @@ private:
       watcher_->close(ignored); // every registration goes with it
       watcher_.reset();
       epfd_ = -1;
+      armed_ = false;
     }
     for (auto* e = first; e && e != &head_;) {
       auto* next = e->next;
@@ -254,7 +362,7 @@ private:
   detail::watch_entry head_; // sentinel of the watched launches
   bool armed_ = false;
   bool shut_ = false;
-  bool set_up_failed_ = false;
+  bool fork_pending_ = false;
   std::atomic<std::size_t> watching_{0};
   int epfd_ = -1;
   std::optional<
