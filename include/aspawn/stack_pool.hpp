@@ -141,10 +141,7 @@ public:
       refork();
     if (shut_ || (epfd_ < 0 && !set_up(ex)))
       return false;
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLONESHOT;
-    ev.data.ptr = e;
-    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+    if (!add(fd, e))
       return false;
     if (!armed_) {
       try {
@@ -223,6 +220,14 @@ private:
     }
     epfd_ = fd;
     return true;
+  }
+
+  // Called with the lock held: one shot, for the status pipe `fd` of `e`.
+  bool add(int fd, detail::watch_entry* e) noexcept {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.ptr = e;
+    return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0;
   }
 
   // Called with the lock held. One wait at a time, and only while launches
@@ -318,13 +323,9 @@ private:
     };
     if (!set_up(ex))
       fail(errno ? errno : EMFILE);
-    for (auto* e = head_.next; e != &head_; e = e->next) {
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLONESHOT;
-      ev.data.ptr = e;
-      if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, e->fd, &ev) != 0)
+    for (auto* e = head_.next; e != &head_; e = e->next)
+      if (!add(e->fd, e))
         fail(errno);
-    }
     if (head_.next != &head_)
       arm();
   }
