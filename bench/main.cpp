@@ -65,6 +65,8 @@ struct options {
   std::string plot_dir;
   bool quick = false;
   int reps = 5;
+  double warmup_seconds = 1.0;
+  double settle_ms = 50;
   int samples = 200;
   double batch_seconds = 0.15;
   std::vector<int> in_flight = {1, 4, 16, 64};
@@ -116,6 +118,12 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
                          repetitions and samples, shorter batches, no 4 GiB
                          parent, 250 live children
   --reps N               repetitions (default 5, quick 3)
+  --settle-ms MS         idle pause before each contender's session, so
+                         that none inherits the scheduler state another
+                         left behind (default 50, quick 10; 0 to skip)
+  --warmup S             seconds of untimed one-at-a-time launches, cycling
+                         through the contenders, before the first phase
+                         (default 1, quick 0.3; 0 to skip)
   --samples N            one-at-a-time launches per repetition (default 200,
                          quick 30)
   --batch-seconds S      target length of one throughput batch (default 0.15,
@@ -174,7 +182,8 @@ double to_double(const std::string& s, const char* flag) {
 options parse(int argc, char** argv) {
   options o;
   bool reps_set = false, samples_set = false, batch_set = false,
-       gib_set = false, sleepers_set = false, skip4 = false;
+       gib_set = false, sleepers_set = false, skip4 = false,
+       warmup_set = false, settle_set = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -202,6 +211,12 @@ options parse(int argc, char** argv) {
     } else if (a == "--reps") {
       o.reps = std::max(1, to_int(value(), "--reps"));
       reps_set = true;
+    } else if (a == "--settle-ms") {
+      o.settle_ms = to_double(value(), "--settle-ms");
+      settle_set = true;
+    } else if (a == "--warmup") {
+      o.warmup_seconds = to_double(value(), "--warmup");
+      warmup_set = true;
     } else if (a == "--samples") {
       o.samples = std::max(1, to_int(value(), "--samples"));
       samples_set = true;
@@ -252,6 +267,10 @@ options parse(int argc, char** argv) {
       o.reps = 3;
     if (!samples_set)
       o.samples = 30;
+    if (!warmup_set)
+      o.warmup_seconds = 0.3;
+    if (!settle_set)
+      o.settle_ms = 10;
     if (!batch_set)
       o.batch_seconds = 0.03;
     if (!gib_set)
@@ -478,6 +497,7 @@ public:
       progress(std::string("   ") + name + " took " +
                fmt_seconds(now_ns() - s));
     };
+    warm_up();
     timed("launch", &runner::phase_launch);
     timed("throughput", &runner::phase_throughput);
     timed("memory", &runner::phase_memory);
@@ -545,12 +565,58 @@ private:
     return n;
   }
 
+  // Untimed launches before the first phase. On an idle machine the first
+  // fraction of a second of launching is up to twice as slow for every
+  // contender (idle cores wake slowly until the load is sustained; the
+  // first repetition showed it for every contender alike), which would
+  // otherwise land on whichever contenders come first.
+  void warm_up() {
+    if (o_.warmup_seconds <= 0)
+      return;
+    progress("== warm-up");
+    const auto until =
+        now_ns() + static_cast<std::int64_t>(o_.warmup_seconds * 1e9);
+    std::vector<std::pair<const contender*, session>> open;
+    for (const contender* c : order(0))
+      guarded(*c, "warm-up", [&] { open.emplace_back(c, c->open()); });
+    while (now_ns() < until && !open.empty()) {
+      for (auto& [c, s] : open) {
+        if (broken_.count(c->name))
+          continue;
+        guarded(*c, "warm-up", [&] {
+          for (const auto& prog : programs_)
+            s.launch_one(prog.path.c_str());
+        });
+      }
+    }
+    open.clear();
+    check_strays("warm-up");
+  }
+
+  // An idle pause before each contender's session. The scheduler's load
+  // tracking outlives a session: after the fork-based contenders had run,
+  // the next contender's children were moved to the other core at exec
+  // (sched_exec), where waking an idle virtual CPU cost about 50 us per
+  // launch, and whichever contender came next in the rotation paid for
+  // it (the same contender every time). 50 ms of idleness lets that
+  // history decay, so each session starts from the same quiet machine.
+  void settle() const {
+    if (o_.settle_ms <= 0)
+      return;
+    const auto ns = static_cast<std::int64_t>(o_.settle_ms * 1e6);
+    timespec ts{static_cast<time_t>(ns / 1'000'000'000),
+                static_cast<long>(ns % 1'000'000'000)};
+    while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+  }
+
   void phase_launch() {
     const int warm = std::max(3, o_.samples / 10);
     for (int rep = 0; rep < o_.reps; ++rep) {
       for (const auto& prog : programs_) {
         for (const contender* c : order(rep)) {
           guarded(*c, "launch", [&] {
+            settle();
             session s = c->open();
             for (int i = 0; i < warm; ++i)
               s.launch_one(prog.path.c_str());
@@ -583,6 +649,7 @@ private:
       for (const auto& prog : programs_) {
         for (const contender* c : order(rep)) {
           guarded(*c, "throughput", [&] {
+            settle();
             session s = c->open();
             s.run_batch(prog.path.c_str(), 8, 4);
             for (int n : o_.in_flight) {
@@ -621,6 +688,7 @@ private:
         for (const auto& prog : programs_) {
           for (const contender* c : order(rep)) {
             guarded(*c, "memory", [&] {
+              settle();
               session s = c->open();
               s.run_batch(prog.path.c_str(), 1, 1); // warm-up: forks are slow here
               std::string key = "mem/" + c->name + "/" + prog.label + "/" +
@@ -650,6 +718,7 @@ private:
     const int samples = std::max(5, o_.samples / 2);
     for (const contender* c : order(0)) {
       guarded(*c, "sleepers", [&] {
+        settle();
         session s = c->open();
         if (!s.start_sleepers || !s.stop_sleepers)
           return;
