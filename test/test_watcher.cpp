@@ -3,6 +3,7 @@
 
 #include <array>
 #include <future>
+#include <memory>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -358,6 +359,63 @@ TEST_CASE("a completion handler that throws loses no other launch",
     }
   }
   CHECK(thrown);
+  CHECK(completed == 3);
+  CHECK(pool.watching() == 0);
+  CHECK(pool.in_use() == 0);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("a launch completes in the event loop pass that sees its pipe",
+          "[watcher]") {
+  io_context ctx;
+  int code = -1;
+  bool spawned = false;
+  aspawn::async_spawn(ctx, test::helper_cmd({"exit", "4"}),
+                      [&](error_code ec, aspawn::process p) {
+                        spawned = true;
+                        if (!ec)
+                          code = p.wait();
+                      });
+  REQUIRE(aspawn::stack_pool::of(ctx).watching() == 1);
+  // One handler: the watcher's wakeup, which resumes the launch and runs
+  // its completion there, on the executor it was started from.
+  CHECK(ctx.run_one() == 1);
+  CHECK(spawned);
+  CHECK(code == 4);
+  ctx.run();
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("a throwing handler run by the watcher's wakeup loses no launch",
+          "[watcher]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  std::vector<std::unique_ptr<gated>> gates;
+  int completed = 0;
+  for (int i = 0; i < 3; ++i) {
+    gates.push_back(std::make_unique<gated>());
+    aspawn::async_execute(ctx, gates.back()->cmd, [&](error_code, int code) {
+      CHECK(code == 6);
+      if (++completed == 1)
+        throw std::runtime_error("handler failed");
+    });
+  }
+  CHECK(pool.watching() == 3);
+  // One at a time: each launch is alone in its wakeup, and the first
+  // handler's exception leaves the context through run().
+  int thrown = 0;
+  for (auto& g : gates) {
+    g->open();
+    for (int before = completed; completed == before;) {
+      try {
+        ctx.run_one();
+      } catch (const std::runtime_error&) {
+        ++thrown;
+      }
+    }
+  }
+  ctx.run();
+  CHECK(thrown == 1);
   CHECK(completed == 3);
   CHECK(pool.watching() == 0);
   CHECK(pool.in_use() == 0);

@@ -45,6 +45,7 @@
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/is_executor.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/query.hpp>
@@ -297,7 +298,7 @@ private:
         : work(boost::asio::make_work_guard(s.get_executor())),
           self(std::move(s)) {}
 
-    static void on_fire(watch_entry* e, std::uint32_t events, bool destroy) {
+    static void on_fire(watch_entry* e, std::uint32_t events, fire_mode mode) {
       auto* w = static_cast<waiting*>(e);
       // Out of the stack first: destroying the operation may give the stack
       // back.
@@ -305,15 +306,17 @@ private:
       work_type work(std::move(w->work));
       w->self.~Self();
       w->work.~work_type();
-      if (destroy) {
+      if (mode == fire_mode::destroy) {
         // The context shuts down: `op` abandons its child as it goes.
         op.get_cancellation_state().slot().clear();
         return;
       }
       w->events.store(events, std::memory_order_release);
-      // Posted, not dispatched: the watcher runs no completion handler.
       auto ex = op.get_executor();
-      boost::asio::post(ex, std::move(op));
+      if (mode == fire_mode::dispatch)
+        boost::asio::dispatch(ex, std::move(op));
+      else
+        boost::asio::post(ex, std::move(op));
     }
   };
 

@@ -67,10 +67,15 @@ namespace detail {
 // A launch whose status pipe the pool watches. It lives in the parent area
 // of the launch's stack, which stays the launch's until the operation has
 // seen the pipe's event, and is followed there by the operation itself.
+// How a watched launch resumes: posted to its executor, dispatched to it
+// (inline when the watcher already runs there), or destroyed unresumed
+// because the context shuts down.
+enum class fire_mode { post, dispatch, destroy };
+
 struct watch_entry {
-  // Called once: with the epoll events, or with `destroy` set when the
-  // context shuts down (the operation is then destroyed, not resumed).
-  void (*fire)(watch_entry* e, std::uint32_t events, bool destroy) = nullptr;
+  // Called once: with the epoll events, or with fire_mode::destroy when the
+  // context shuts down.
+  void (*fire)(watch_entry* e, std::uint32_t events, fire_mode mode) = nullptr;
   watch_entry* prev = nullptr;
   watch_entry* next = nullptr;
   int fd = -1; // the status pipe
@@ -270,13 +275,18 @@ private:
       if (head_.next != &head_)
         arm(); // if this throws, the launches fired below re-arm it
     }
-    // Each operation is posted to its own executor: no user code runs here.
+    // Each operation goes to its own executor. All but the last are posted,
+    // so that a throwing handler cannot keep any of them from running; the
+    // last is dispatched, which runs it here when its executor is the one
+    // this runs on (saving the event loop a pass), and posts it otherwise.
     // Should posting one fail (no memory), that operation abandons its
     // child, and the others still go.
     std::exception_ptr first_error;
     for (int i = 0; i < n; ++i) {
       try {
-        ready[i]->fire(ready[i], events[i], false);
+        ready[i]->fire(ready[i], events[i],
+                       i + 1 < n ? detail::fire_mode::post
+                                 : detail::fire_mode::dispatch);
       } catch (...) {
         if (!first_error)
           first_error = std::current_exception();
@@ -353,7 +363,7 @@ private:
     for (auto* e = first; e && e != &head_;) {
       auto* next = e->next;
       watching_.fetch_sub(1, std::memory_order_relaxed);
-      e->fire(e, 0, true);
+      e->fire(e, 0, detail::fire_mode::destroy);
       e = next;
     }
   }
