@@ -64,14 +64,14 @@ namespace aspawn {
 
 namespace detail {
 
+// How a watched launch resumes: posted to its executor; dispatched to it
+// (run inline, by the watcher, wherever that executor permits, and queued
+// otherwise); or destroyed unresumed because the context shuts down.
+enum class fire_mode { post, dispatch, destroy };
+
 // A launch whose status pipe the pool watches. It lives in the parent area
 // of the launch's stack, which stays the launch's until the operation has
 // seen the pipe's event, and is followed there by the operation itself.
-// How a watched launch resumes: posted to its executor, dispatched to it
-// (inline when the watcher already runs there), or destroyed unresumed
-// because the context shuts down.
-enum class fire_mode { post, dispatch, destroy };
-
 struct watch_entry {
   // Called once: with the epoll events, or with fire_mode::destroy when the
   // context shuts down.
@@ -251,6 +251,7 @@ private:
     detail::watch_entry* ready[batch];
     std::uint32_t events[batch];
     int n = 0;
+    std::exception_ptr first_error;
     {
       std::lock_guard lk(mutex_);
       armed_ = false;
@@ -272,16 +273,23 @@ private:
         ready[n] = e;
         events[n++] = evs[i].events;
       }
-      if (head_.next != &head_)
-        arm(); // if this throws, the launches fired below re-arm it
+      if (head_.next != &head_) {
+        // Should this fail (no memory), the launches taken above still go
+        // on below; the rest wait for the next launch to arm the watcher.
+        try {
+          arm();
+        } catch (...) {
+          first_error = std::current_exception();
+        }
+      }
     }
     // Each operation goes to its own executor. All but the last are posted,
-    // so that a throwing handler cannot keep any of them from running; the
-    // last is dispatched, which runs it here when its executor is the one
-    // this runs on (saving the event loop a pass), and posts it otherwise.
-    // Should posting one fail (no memory), that operation abandons its
-    // child, and the others still go.
-    std::exception_ptr first_error;
+    // so that a throwing handler cannot keep any of them from running. The
+    // last is dispatched: it runs here, completion handler included,
+    // wherever its executor permits (the context's own executor, an idle
+    // strand of it, an inline executor), which saves the event loop a pass,
+    // and is queued otherwise. Should posting one fail (no memory), that
+    // operation abandons its child, and the others still go.
     for (int i = 0; i < n; ++i) {
       try {
         ready[i]->fire(ready[i], events[i],
