@@ -118,9 +118,10 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
                          repetitions and samples, shorter batches, no 4 GiB
                          parent, 250 live children
   --reps N               repetitions (default 5, quick 3)
-  --settle-ms MS         idle pause before each contender's session, so
-                         that none inherits the scheduler state another
-                         left behind (default 50, quick 10; 0 to skip)
+  --settle-ms MS         idle pause before each contender's session in
+                         every phase, so that none inherits the scheduler
+                         state another left behind (default 50, quick 10;
+                         0 to skip)
   --warmup S             seconds of untimed one-at-a-time launches, cycling
                          through the contenders, before the first phase
                          (default 1, quick 0.3; 0 to skip)
@@ -566,30 +567,30 @@ private:
   }
 
   // Untimed launches before the first phase. On an idle machine the first
-  // fraction of a second of launching is up to twice as slow for every
-  // contender (idle cores wake slowly until the load is sustained; the
-  // first repetition showed it for every contender alike), which would
-  // otherwise land on whichever contenders come first.
+  // fraction of a second of launching was up to twice as slow for every
+  // contender (the first repetition showed it for all of them alike),
+  // which would otherwise land on whichever contenders come first. One
+  // session at a time, as in the phases, so that none runs alongside
+  // another's state (Boost.Process v1's SIGCHLD handler, for one).
   void warm_up() {
     if (o_.warmup_seconds <= 0)
       return;
     progress("== warm-up");
     const auto until =
         now_ns() + static_cast<std::int64_t>(o_.warmup_seconds * 1e9);
-    std::vector<std::pair<const contender*, session>> open;
-    for (const contender* c : order(0))
-      guarded(*c, "warm-up", [&] { open.emplace_back(c, c->open()); });
-    while (now_ns() < until && !open.empty()) {
-      for (auto& [c, s] : open) {
-        if (broken_.count(c->name))
-          continue;
+    bool any = true;
+    while (any && now_ns() < until) {
+      any = false;
+      for (const contender* c : order(0)) {
+        any = true;
         guarded(*c, "warm-up", [&] {
-          for (const auto& prog : programs_)
-            s.launch_one(prog.path.c_str());
+          session s = c->open();
+          for (int i = 0; i < 5; ++i)
+            for (const auto& prog : programs_)
+              s.launch_one(prog.path.c_str());
         });
       }
     }
-    open.clear();
     check_strays("warm-up");
   }
 
@@ -598,8 +599,9 @@ private:
   // the next contender's children were moved to the other core at exec
   // (sched_exec), where waking an idle virtual CPU cost about 50 us per
   // launch, and whichever contender came next in the rotation paid for
-  // it (the same contender every time). 50 ms of idleness lets that
-  // history decay, so each session starts from the same quiet machine.
+  // it (the same contender every time). 50 ms of idleness lets most of
+  // that history decay (its half-life is 32 ms); with it, the effect was
+  // gone.
   void settle() const {
     if (o_.settle_ms <= 0)
       return;
@@ -783,6 +785,7 @@ private:
     for (const auto& prog : programs_) {
       for (const contender* c : order(0)) {
         guarded(*c, "allocs", [&] {
+          settle();
           session s = c->open();
           const char* path = prog.path.c_str();
 
@@ -1144,6 +1147,8 @@ std::string json(const options& o, const results& r,
     << "    \"quick\": " << (o.quick ? "true" : "false") << ",\n"
     << "    \"reps\": " << o.reps << ",\n"
     << "    \"samples\": " << o.samples << ",\n"
+    << "    \"warmup_seconds\": " << json_number(o.warmup_seconds) << ",\n"
+    << "    \"settle_ms\": " << json_number(o.settle_ms) << ",\n"
     << "    \"batch_seconds\": " << json_number(o.batch_seconds) << ",\n"
     << "    \"memory_in_flight\": " << o.memory_in_flight << ",\n"
     << "    \"sleepers\": " << o.sleepers << ",\n"
