@@ -673,8 +673,13 @@ private:
     check_strays("throughput");
   }
 
+  // The parent sizes are interleaved: each repetition touches and frees
+  // every size in turn (in a rotated order), so that the machine's drift
+  // over the phase hits all sizes alike; the figures compared are the same
+  // contender's at different sizes.
   void phase_memory() {
     const int n = o_.memory_in_flight;
+    std::vector<double> sizes;
     for (double gib : o_.parent_gib) {
       double avail = mem_available_gib();
       if (gib > 0 && avail >= 0 && gib + 1.0 > avail) {
@@ -682,11 +687,17 @@ private:
                   << " GiB available" << std::endl;
         continue;
       }
-      std::int64_t t = now_ns();
-      held_memory mem(gib);
-      progress("   parent holds " + std::to_string(gib).substr(0, 4) +
-               " GiB (touched in " + fmt_seconds(now_ns() - t) + ")");
-      for (int rep = 0; rep < o_.reps; ++rep) {
+      sizes.push_back(gib);
+    }
+    for (int rep = 0; rep < o_.reps; ++rep) {
+      for (std::size_t k = 0; k < sizes.size(); ++k) {
+        const double gib =
+            sizes[(k + static_cast<std::size_t>(rep)) % sizes.size()];
+        std::int64_t t = now_ns();
+        held_memory mem(gib);
+        progress("   rep " + std::to_string(rep + 1) + ": parent holds " +
+                 std::to_string(gib).substr(0, 4) + " GiB (touched in " +
+                 fmt_seconds(now_ns() - t) + ")");
         for (const auto& prog : programs_) {
           for (const contender* c : order(rep)) {
             guarded(*c, "memory", [&] {
