@@ -1110,6 +1110,36 @@ std::string load_average() {
   return a + " " + b + " " + c;
 }
 
+// Running DAMON monitors and what their schemes do, e.g. "paddr: pageout"
+// (proactive reclaim of memory it finds idle, such as the parent's held
+// memory): "none" when none runs or DAMON is not there.
+std::string damon_summary() {
+  const std::string base = "/sys/kernel/mm/damon/admin/kdamonds/";
+  auto count = [](const std::string& path) {
+    try {
+      return std::stoi(read_first_line(path.c_str()));
+    } catch (const std::exception&) {
+      return 0;
+    }
+  };
+  std::string out;
+  for (int k = 0, nk = count(base + "nr_kdamonds"); k < nk; ++k) {
+    const std::string kd = base + std::to_string(k) + "/";
+    if (read_first_line((kd + "state").c_str()) != "on")
+      continue;
+    for (int c = 0, nc = count(kd + "contexts/nr_contexts"); c < nc; ++c) {
+      const std::string ctx = kd + "contexts/" + std::to_string(c) + "/";
+      std::string d = read_first_line((ctx + "operations").c_str());
+      const std::string schemes = ctx + "schemes/";
+      for (int i = 0, ns = count(schemes + "nr_schemes"); i < ns; ++i)
+        d += (i == 0 ? ": " : ", ") +
+             read_first_line((schemes + std::to_string(i) + "/action").c_str());
+      out += (out.empty() ? "" : "; ") + d;
+    }
+  }
+  return out.empty() ? "none" : out;
+}
+
 std::vector<std::pair<std::string, std::string>> machine_facts() {
   std::vector<std::pair<std::string, std::string>> f;
   utsname u{};
@@ -1135,6 +1165,7 @@ std::vector<std::pair<std::string, std::string>> machine_facts() {
 #endif
   f.emplace_back("transparent_hugepage",
                  read_first_line("/sys/kernel/mm/transparent_hugepage/enabled"));
+  f.emplace_back("damon", damon_summary());
   f.emplace_back("load_average_at_start", load_at_start);
   f.emplace_back("load_average_at_end", load_average());
   return f;
