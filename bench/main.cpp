@@ -67,6 +67,7 @@ struct options {
   int reps = 5;
   double warmup_seconds = 1.0;
   double settle_ms = 50;
+  double memory_batch_seconds = 0.4;
   int samples = 200;
   double batch_seconds = 0.15;
   std::vector<int> in_flight = {1, 4, 16, 64};
@@ -131,6 +132,10 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
                          quick 0.03)
   --in-flight LIST       in-flight counts, comma-separated (default 1,4,16,64)
   --memory-in-flight N   in-flight count of the parent-size runs (default 16)
+  --memory-batch-seconds S
+                         target length of one parent-size batch of a
+                         contender that does not fork (default 0.4; quick:
+                         as --batch-seconds)
   --parent-gib LIST      touched parent memory in GiB, comma-separated
                          (default 0,1,4; quick 0,1)
   --skip-4gib            drop parent sizes of 4 GiB and more
@@ -184,7 +189,7 @@ options parse(int argc, char** argv) {
   options o;
   bool reps_set = false, samples_set = false, batch_set = false,
        gib_set = false, sleepers_set = false, skip4 = false,
-       warmup_set = false, settle_set = false;
+       warmup_set = false, settle_set = false, memory_batch_set = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -212,6 +217,9 @@ options parse(int argc, char** argv) {
     } else if (a == "--reps") {
       o.reps = std::max(1, to_int(value(), "--reps"));
       reps_set = true;
+    } else if (a == "--memory-batch-seconds") {
+      o.memory_batch_seconds = to_double(value(), "--memory-batch-seconds");
+      memory_batch_set = true;
     } else if (a == "--settle-ms") {
       o.settle_ms = to_double(value(), "--settle-ms");
       settle_set = true;
@@ -274,6 +282,8 @@ options parse(int argc, char** argv) {
       o.settle_ms = 10;
     if (!batch_set)
       o.batch_seconds = 0.03;
+    if (!memory_batch_set)
+      o.memory_batch_seconds = o.batch_seconds;
     if (!gib_set)
       o.parent_gib = {0, 1};
     if (!sleepers_set)
@@ -551,7 +561,7 @@ private:
   // The number of launches that makes a batch last about --batch-seconds,
   // at least `min_count`; found with a pilot batch the first time.
   int calibrated(const std::string& key, session& s, const char* path,
-                 int in_flight, int min_count) {
+                 int in_flight, int min_count, double batch_seconds) {
     auto it = counts_.find(key);
     if (it != counts_.end())
       return it->second;
@@ -560,7 +570,7 @@ private:
     s.run_batch(path, pilot, in_flight);
     double secs = static_cast<double>(now_ns() - t) / 1e9;
     double rate = pilot / std::max(secs, 1e-9);
-    int n = static_cast<int>(rate * o_.batch_seconds);
+    int n = static_cast<int>(rate * batch_seconds);
     n = std::clamp(n, min_count, 1'000'000);
     counts_[key] = n;
     return n;
@@ -658,7 +668,8 @@ private:
               std::string key = "tp/" + c->name + "/" + prog.label + "/" +
                                 std::to_string(n);
               int count =
-                  calibrated(key, s, prog.path.c_str(), n, o_.min_rounds * n);
+                  calibrated(key, s, prog.path.c_str(), n, o_.min_rounds * n,
+                             o_.batch_seconds);
               std::int64_t t = now_ns();
               s.run_batch(prog.path.c_str(), count, n);
               double secs = static_cast<double>(now_ns() - t) / 1e9;
@@ -707,7 +718,8 @@ private:
               std::string key = "mem/" + c->name + "/" + prog.label + "/" +
                                 std::to_string(gib);
               // Forking a large parent is slow: one round of n is enough.
-              int count = calibrated(key, s, prog.path.c_str(), n, n);
+              int count = calibrated(key, s, prog.path.c_str(), n, n,
+                                     o_.memory_batch_seconds);
               std::int64_t t0 = now_ns();
               s.run_batch(prog.path.c_str(), count, n);
               double secs = static_cast<double>(now_ns() - t0) / 1e9;
@@ -1192,6 +1204,8 @@ std::string json(const options& o, const results& r,
     << "    \"warmup_seconds\": " << json_number(o.warmup_seconds) << ",\n"
     << "    \"settle_ms\": " << json_number(o.settle_ms) << ",\n"
     << "    \"batch_seconds\": " << json_number(o.batch_seconds) << ",\n"
+    << "    \"memory_batch_seconds\": " << json_number(o.memory_batch_seconds)
+    << ",\n"
     << "    \"memory_in_flight\": " << o.memory_in_flight << ",\n"
     << "    \"sleepers\": " << o.sleepers << ",\n"
     << "    \"sleeper_program\": " << json_string(o.pause_path) << ",\n"
