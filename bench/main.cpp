@@ -604,22 +604,23 @@ private:
     check_strays("warm-up");
   }
 
-  // An idle pause before each contender's session. The scheduler's load
-  // tracking outlives a session: after the fork-based contenders had run,
-  // the next contender's children were moved to the other core at exec
-  // (sched_exec), where waking an idle virtual CPU cost about 50 us per
-  // launch, and whichever contender came next in the rotation paid for
-  // it (the same contender every time). 50 ms of idleness lets most of
-  // that history decay (its half-life is 32 ms); with it, the effect was
-  // gone.
-  void settle() const {
-    if (o_.settle_ms <= 0)
-      return;
-    const auto ns = static_cast<std::int64_t>(o_.settle_ms * 1e6);
-    timespec ts{static_cast<time_t>(ns / 1'000'000'000),
-                static_cast<long>(ns % 1'000'000'000)};
-    while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  // Opens a contender's session for a phase, after an idle pause. The
+  // scheduler's load tracking outlives a session: after the fork-based
+  // contenders had run, the next contender's children were moved to the
+  // other core at exec (sched_exec), where waking an idle virtual CPU cost
+  // about 50 us per launch, and whichever contender came next in the
+  // rotation paid for it (the same contender every time). 50 ms of
+  // idleness lets most of that history decay (its half-life is 32 ms);
+  // with it, the effect was gone.
+  session open_session(const contender& c) const {
+    if (o_.settle_ms > 0) {
+      const auto ns = static_cast<std::int64_t>(o_.settle_ms * 1e6);
+      timespec ts{static_cast<time_t>(ns / 1'000'000'000),
+                  static_cast<long>(ns % 1'000'000'000)};
+      while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+      }
     }
+    return c.open();
   }
 
   void phase_launch() {
@@ -628,8 +629,7 @@ private:
       for (const auto& prog : programs_) {
         for (const contender* c : order(rep)) {
           guarded(*c, "launch", [&] {
-            settle();
-            session s = c->open();
+            session s = open_session(*c);
             for (int i = 0; i < warm; ++i)
               s.launch_one(prog.path.c_str());
             std::vector<double> call, total, cpu;
@@ -661,8 +661,7 @@ private:
       for (const auto& prog : programs_) {
         for (const contender* c : order(rep)) {
           guarded(*c, "throughput", [&] {
-            settle();
-            session s = c->open();
+            session s = open_session(*c);
             s.run_batch(prog.path.c_str(), 8, 4);
             for (int n : o_.in_flight) {
               std::string key = "tp/" + c->name + "/" + prog.label + "/" +
@@ -712,8 +711,7 @@ private:
         for (const auto& prog : programs_) {
           for (const contender* c : order(rep)) {
             guarded(*c, "memory", [&] {
-              settle();
-              session s = c->open();
+              session s = open_session(*c);
               s.run_batch(prog.path.c_str(), 1, 1); // warm-up: forks are slow here
               std::string key = "mem/" + c->name + "/" + prog.label + "/" +
                                 std::to_string(gib);
@@ -743,8 +741,7 @@ private:
     const int samples = std::max(5, o_.samples / 2);
     for (const contender* c : order(0)) {
       guarded(*c, "sleepers", [&] {
-        settle();
-        session s = c->open();
+        session s = open_session(*c);
         if (!s.start_sleepers || !s.stop_sleepers)
           return;
         std::int64_t t = now_ns();
@@ -808,8 +805,7 @@ private:
     for (const auto& prog : programs_) {
       for (const contender* c : order(0)) {
         guarded(*c, "allocs", [&] {
-          settle();
-          session s = c->open();
+          session s = open_session(*c);
           const char* path = prog.path.c_str();
 
           for (int i = 0; i < 20; ++i)
