@@ -2,9 +2,18 @@
 #include "common.hpp"
 
 #include <array>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <future>
 #include <memory>
+#include <optional>
+#include <set>
+#include <string>
 #include <thread>
+#include <vector>
+
+#include <poll.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -498,5 +507,347 @@ TEST_CASE("after fork(), the child watches the pending launches in an epoll "
   g.open();
   ctx.run();
   CHECK(code == 6);
+  CHECK_FALSE(test::has_children());
+}
+
+namespace {
+
+// The epoll instances of this process that have `fd` registered (from
+// /proc/self/fdinfo: one "tfd:" line per registration).
+std::set<int> epolls_listing(int fd) {
+  std::set<int> out;
+  for (int ep : test::open_fds()) {
+    std::ifstream in("/proc/self/fdinfo/" + std::to_string(ep));
+    std::string line;
+    while (std::getline(in, line)) {
+      int tfd = -1;
+      if (std::sscanf(line.c_str(), "tfd: %d", &tfd) == 1 && tfd == fd)
+        out.insert(ep);
+    }
+  }
+  return out;
+}
+
+// The outcome of one exit wait.
+struct exit_outcome {
+  error_code result = asio::error::fault;
+  int code = -1;
+  bool done = false;
+  auto handler() {
+    return [this](error_code ec, int c) {
+      result = ec;
+      code = c;
+      done = true;
+    };
+  }
+};
+
+// A child that runs until it is signalled; the launch is done when this
+// returns.
+aspawn::process pausing_child(io_context& ctx) {
+  std::optional<aspawn::process> out;
+  aspawn::async_spawn(ctx, test::helper_cmd({"pause"}),
+                      [&](error_code ec, aspawn::process p) {
+                        REQUIRE_FALSE(ec);
+                        out.emplace(std::move(p));
+                      });
+  while (!out)
+    ctx.run_one();
+  ctx.restart();
+  return std::move(*out);
+}
+
+} // namespace
+
+TEST_CASE("a process's exit wait is held by the pool's watcher, with no "
+          "descriptor of its own",
+          "[watcher][process]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  auto p = pausing_child(ctx);
+  const auto fds_before = test::open_fds();
+  // Between waits the pidfd is a plain descriptor: no reactor knows it.
+  CHECK(epolls_listing(p.native_handle()).empty());
+  exit_outcome out;
+  p.async_wait(out.handler());
+  ctx.poll();
+  CHECK_FALSE(out.done);
+  // A descriptor of its own would be a duplicate of the pidfd.
+  CHECK(test::open_fds() == fds_before);
+  // Registered once, in the pool's instance: the one that is itself
+  // registered with the reactor's.
+  auto holders = epolls_listing(p.native_handle());
+  REQUIRE(holders.size() == 1);
+  CHECK(epolls_listing(*holders.begin()).size() == 1);
+  CHECK(pool.watching() == 0); // exit waits are not launches
+  p.signal(SIGTERM);
+  ctx.run();
+  CHECK_FALSE(out.result);
+  CHECK(out.code == SIGTERM);
+  CHECK(test::open_fds() == fds_before);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("an exit wait cancelled off the watcher can be waited on again",
+          "[watcher][process][cancel]") {
+  io_context ctx;
+  auto p = pausing_child(ctx);
+  for (int round = 0; round < 3; ++round) {
+    asio::cancellation_signal sig;
+    exit_outcome cancelled;
+    p.async_wait(asio::bind_cancellation_slot(sig.slot(), cancelled.handler()));
+    ctx.poll();
+    REQUIRE_FALSE(cancelled.done);
+    sig.emit(asio::cancellation_type::terminal);
+    // run() returns: the watcher keeps no wait pending once nothing is left
+    // to watch.
+    ctx.run();
+    ctx.restart();
+    CHECK(cancelled.done);
+    CHECK(cancelled.result == asio::error::operation_aborted);
+    CHECK(p.running());
+  }
+  exit_outcome out;
+  p.async_wait(out.handler());
+  ctx.poll();
+  p.signal(SIGKILL);
+  ctx.run();
+  CHECK_FALSE(out.result);
+  CHECK(out.code == SIGKILL);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("a second exit wait after the watcher has fired re-arms the pidfd",
+          "[watcher][process]") {
+  io_context ctx;
+  auto p = pausing_child(ctx);
+  // Someone else reaps the child: the pidfd reads as exited, but the wait
+  // finds no status. The pidfd stays registered, disabled, after the first
+  // wait; the second re-arms it.
+  p.signal(SIGKILL);
+  siginfo_t info{};
+  REQUIRE(::waitid(P_PID, static_cast<id_t>(p.id()), &info, WEXITED) == 0);
+  const auto fds_before = test::open_fds();
+  for (int round = 0; round < 2; ++round) {
+    exit_outcome out;
+    p.async_wait(out.handler());
+    ctx.run();
+    ctx.restart();
+    CHECK(out.done);
+    CHECK(out.result == aspawn::errc::status_unavailable);
+  }
+  CHECK(test::open_fds() == fds_before);
+}
+
+TEST_CASE("destroying a process while its exit wait is pending ends the "
+          "wait with operation_aborted and leaves no child",
+          "[watcher][process][lifetime]") {
+  io_context ctx;
+  auto p = std::make_unique<aspawn::process>(pausing_child(ctx));
+  exit_outcome out;
+  p->async_wait(out.handler());
+  ctx.poll();
+  REQUIRE_FALSE(out.done);
+  p.reset(); // kills the child and hands it to the reaper
+  ctx.run();
+  CHECK(out.done);
+  CHECK(out.result == asio::error::operation_aborted);
+  CHECK_FALSE(test::has_children());
+  CHECK(asio::use_service<aspawn::detail::reaper>(ctx).pending() == 0);
+}
+
+TEST_CASE("moving a process ends its pending exit wait; the new object "
+          "waits",
+          "[watcher][process][lifetime]") {
+  io_context ctx;
+  auto p = pausing_child(ctx);
+  exit_outcome first;
+  p.async_wait(first.handler());
+  ctx.poll();
+  aspawn::process q(std::move(p));
+  ctx.run();
+  ctx.restart();
+  CHECK(first.done);
+  CHECK(first.result == asio::error::operation_aborted);
+  CHECK(q.running());
+  exit_outcome second;
+  q.async_wait(second.handler());
+  ctx.poll();
+  q.signal(SIGKILL);
+  ctx.run();
+  CHECK_FALSE(second.result);
+  CHECK(second.code == SIGKILL);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("destroying the io_context with an exit wait pending destroys the "
+          "wait and reaps the child",
+          "[watcher][process][lifetime]") {
+  bool ran = false;
+  {
+    inspectable_context ctx;
+    auto p = std::make_unique<aspawn::process>(pausing_child(ctx));
+    p->async_wait([&](error_code, int) { ran = true; });
+    ctx.poll();
+    ctx.shutdown(); // the pending wait is destroyed, its handler never runs
+    p.reset();
+  }
+  CHECK_FALSE(ran);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("an exit wait on an executor the pool does not watch uses a "
+          "descriptor of its own",
+          "[watcher][process]") {
+  asio::thread_pool tp(1);
+  aspawn::basic_process<asio::thread_pool::executor_type> p(
+      tp.get_executor(), test::helper(), {"exit", "5"});
+  auto code = p.async_wait(asio::use_future);
+  CHECK(code.get() == 5);
+  CHECK(aspawn::stack_pool::of(tp).watching() == 0);
+  tp.join();
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("moving a process ends a pending exit wait held by a descriptor "
+          "of its own",
+          "[watcher][process][lifetime]") {
+  asio::thread_pool tp(1);
+  aspawn::basic_process<asio::thread_pool::executor_type> p(
+      tp.get_executor(), test::helper(), {"pause"});
+  std::promise<std::pair<error_code, int>> first;
+  p.async_wait([&](error_code ec, int code) { first.set_value({ec, code}); });
+  // The wait is pending once the descriptor is made: a duplicate of the
+  // pidfd. Moving the object ends it and closes the duplicate.
+  auto q = std::move(p);
+  auto [ec, code] = first.get_future().get();
+  CHECK(ec == asio::error::operation_aborted);
+  CHECK(code == -1);
+  CHECK(q.running());
+  // The object is not thread-safe: signalled before the wait, which the
+  // pool's thread carries on.
+  q.signal(SIGKILL);
+  auto second = q.async_wait(asio::use_future);
+  CHECK(second.get() == SIGKILL);
+  tp.join();
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("two exit waits on one process at once both complete",
+          "[watcher][process]") {
+  io_context ctx;
+  auto p = pausing_child(ctx);
+  const auto fds_before = test::open_fds();
+  SECTION("both see the exit") {
+    exit_outcome first;
+    bool second_done = false;
+    aspawn::exit_status second_status;
+    p.async_wait(first.handler());
+    p.async_wait_status([&](error_code ec, aspawn::exit_status st) {
+      CHECK_FALSE(ec);
+      second_status = st;
+      second_done = true;
+    });
+    ctx.poll();
+    REQUIRE_FALSE(first.done);
+    REQUIRE_FALSE(second_done);
+    p.signal(SIGKILL);
+    ctx.run();
+    CHECK_FALSE(first.result);
+    CHECK(first.code == SIGKILL);
+    REQUIRE(second_done);
+    CHECK(second_status.signaled());
+    CHECK(second_status.term_signal() == SIGKILL);
+  }
+  SECTION("cancelling the first leaves the second waiting") {
+    asio::cancellation_signal sig;
+    exit_outcome first, second;
+    p.async_wait(asio::bind_cancellation_slot(sig.slot(), first.handler()));
+    p.async_wait(second.handler());
+    ctx.poll();
+    sig.emit(asio::cancellation_type::terminal);
+    ctx.poll();
+    CHECK(first.done);
+    CHECK(first.result == asio::error::operation_aborted);
+    CHECK_FALSE(second.done);
+    p.signal(SIGKILL);
+    ctx.run();
+    CHECK_FALSE(second.result);
+    CHECK(second.code == SIGKILL);
+  }
+  SECTION("cancelling the second leaves the first waiting") {
+    asio::cancellation_signal sig;
+    exit_outcome first, second;
+    p.async_wait(first.handler());
+    p.async_wait(asio::bind_cancellation_slot(sig.slot(), second.handler()));
+    ctx.poll();
+    sig.emit(asio::cancellation_type::terminal);
+    ctx.poll();
+    CHECK(second.done);
+    CHECK(second.result == asio::error::operation_aborted);
+    CHECK_FALSE(first.done);
+    p.signal(SIGKILL);
+    ctx.run();
+    CHECK_FALSE(first.result);
+    CHECK(first.code == SIGKILL);
+  }
+  p = aspawn::process(ctx); // closes the pidfd and its duplicate
+  CHECK(test::open_fds().size() == fds_before.size() - 1);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("one handler cancels the only exit wait and starts another on "
+          "an exited child: both complete and run() returns",
+          "[watcher][process][cancel]") {
+  // Both children have exited before the handler runs: the cancellation
+  // leaves the watcher nothing to watch (its wait is cancelled), and the
+  // new wait arrives ready, in the same pass.
+  io_context ctx;
+  auto p1 = pausing_child(ctx);
+  auto p2 = pausing_child(ctx);
+  asio::cancellation_signal sig;
+  exit_outcome first, second;
+  p1.async_wait(asio::bind_cancellation_slot(sig.slot(), first.handler()));
+  ctx.poll();
+  ctx.restart();
+  p1.signal(SIGKILL);
+  p2.signal(SIGKILL);
+  for (auto* p : {&p1, &p2}) {
+    pollfd pfd{p->native_handle(), POLLIN, 0};
+    REQUIRE(::poll(&pfd, 1, 10000) == 1);
+  }
+  asio::post(ctx, [&] {
+    sig.emit(asio::cancellation_type::terminal);
+    p2.async_wait(second.handler());
+  });
+  ctx.run_for(std::chrono::seconds(20));
+  CHECK(ctx.stopped()); // out of work, not out of time
+  CHECK(first.result == asio::error::operation_aborted);
+  CHECK_FALSE(second.result);
+  CHECK(second.code == SIGKILL);
+  CHECK(p1.wait() == SIGKILL); // the aborted wait left it unreaped
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("exit waits of many children complete on the watcher",
+          "[watcher][process]") {
+  io_context ctx;
+  constexpr int n = 100; // more than one batch of the watcher's events
+  std::vector<aspawn::process> ps;
+  for (int i = 0; i < n; ++i)
+    ps.push_back(pausing_child(ctx));
+  int completed = 0;
+  for (auto& p : ps)
+    p.async_wait([&](error_code ec, int c) {
+      CHECK_FALSE(ec);
+      CHECK(c == SIGKILL);
+      ++completed;
+    });
+  ctx.poll();
+  CHECK(completed == 0);
+  for (auto& p : ps)
+    p.signal(SIGKILL);
+  ctx.run();
+  CHECK(completed == n);
   CHECK_FALSE(test::has_children());
 }

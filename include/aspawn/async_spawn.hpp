@@ -30,7 +30,6 @@
 
 #include <array>
 #include <memory>
-#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -39,9 +38,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/compose.hpp>
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution_context.hpp>
@@ -286,17 +283,10 @@ private:
   }
 
   // The operation as it waits in the stack's parent area for the pool's
-  // watcher, after the entry the watcher knows, with work held on the
-  // executor it will resume on (its handler's), as a reactor operation
-  // would hold it.
-  template <typename Self> struct waiting : watch_entry {
-    using work_type = decltype(boost::asio::make_work_guard(
-        std::declval<const typename Self::executor_type&>()));
-    work_type work;
-    Self self;
-    explicit waiting(Self&& s)
-        : work(boost::asio::make_work_guard(s.get_executor())),
-          self(std::move(s)) {}
+  // watcher.
+  template <typename Self> struct waiting : parked_op<Self> {
+    using typename parked_op<Self>::work_type;
+    using parked_op<Self>::parked_op;
 
     static void on_fire(watch_entry* e, std::uint32_t events, fire_mode mode) {
       auto* w = static_cast<waiting*>(e);
@@ -313,10 +303,7 @@ private:
       }
       w->events.store(events, std::memory_order_release);
       auto ex = op.get_executor();
-      if (mode == fire_mode::dispatch)
-        boost::asio::dispatch(ex, std::move(op));
-      else
-        boost::asio::post(ex, std::move(op));
+      resume(ex, std::move(op), mode);
     }
   };
 
@@ -347,13 +334,16 @@ private:
       const int fd = guard_.l.status_fd;
       const int pidfd = guard_.l.pidfd;
       state_ = watched;
-      bool ok = pool.watch(ex_, fd, static_cast<entry*>(at), [&] {
+      auto* e = static_cast<entry*>(at);
+      bool ok = pool.watch(ex_, fd, e, [&] {
+        // The handler first (it runs only once the entry is built): should
+        // it throw, nothing has moved.
+        auto slot = self.get_cancellation_state().slot();
+        if (slot.is_connected())
+          slot.template emplace<cancel_watch>(cancel_watch{e});
         auto* w = new (at) entry(std::move(self));
         w->fire = &entry::on_fire;
         w->pidfd = pidfd;
-        auto slot = w->self.get_cancellation_state().slot();
-        if (slot.is_connected())
-          slot.template emplace<cancel_watch>(cancel_watch{w});
       });
       if (!ok)
         state_ = start;
@@ -364,15 +354,8 @@ private:
   // The child exec'd: the stack goes back, the process object takes it.
   template <typename Self> void complete_launched(Self& self) {
     guard_.release_stack();
-    std::optional<process_type> p;
-    try {
-      p.emplace(ex_, std::move(guard_.l));
-    } catch (const boost::system::system_error& e) {
-      // The constructor killed and reaped the child.
-      self.complete(e.code(), process_type(ex_));
-      return;
-    }
-    self.complete(error_code{}, std::move(*p));
+    process_type p(ex_, std::move(guard_.l));
+    self.complete(error_code{}, std::move(p));
   }
 
   // Waits for a failed (or cancelled) launch's child to exit, then reaps it

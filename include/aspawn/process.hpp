@@ -6,10 +6,12 @@
 //
 // Overview
 // --------
-// `basic_process` owns a child through its pidfd, held in a
-// `posix::basic_stream_descriptor`: the descriptor becomes readable when the
-// child exits, and the child is then reaped with
-// `waitid(P_PIDFD, ..., WNOHANG)`. No blocking wait, no SIGCHLD handler, no
+// `basic_process` owns a child through its pidfd, which becomes readable
+// when the child exits; the child is then reaped with
+// `waitid(P_PIDFD, ..., WNOHANG)`. An `async_wait` on an `io_context`'s
+// executor is watched by the context's `stack_pool`, as launches are (see
+// docs/design.md, "Watching for exits"); on other executors, by a
+// descriptor of the object's own. No blocking wait, no SIGCHLD handler, no
 // `waitpid(-1)`: the library coexists with any other code that manages
 // children. Signals go through `pidfd_send_signal`, so they can never reach
 // a recycled pid.
@@ -81,11 +83,13 @@
 #include <csignal>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -106,6 +110,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/query.hpp>
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/wait_traits.hpp>
 #include <boost/throw_exception.hpp>
 
@@ -127,6 +132,53 @@ namespace detail {
 template <typename ExecutionContext>
 concept context_ref =
     std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>;
+
+// The allocator for `T` that an operation `op` allocates with: its handler's
+// associated allocator, or else a recycling one (as Asio's own operations
+// do, so that a warm event loop reuses the memory).
+template <typename T, typename Op> auto op_allocator(const Op& op) {
+  auto a = boost::asio::get_associated_allocator(op);
+  if constexpr (std::is_same_v<decltype(a), std::allocator<void>>)
+    return boost::asio::recycling_allocator<T>();
+  else
+    return typename std::allocator_traits<decltype(a)>::template rebind_alloc<
+        T>(a);
+}
+
+// A process object's exit wait as the stack pool's watcher holds it, in
+// memory of its own.
+template <typename Self> struct exit_waiting : parked_op<Self> {
+  using typename parked_op<Self>::work_type;
+
+  explicit exit_waiting(Self&& s) : parked_op<Self>(std::move(s)) {
+    this->counted = false;
+    this->fire = &on_fire;
+  }
+
+  // The operation resumes with success when the pidfd became readable
+  // (`events` from the watcher), and with `operation_aborted` when the
+  // wait was taken off the watcher (no events: cancelled, or the process
+  // object let go of its child).
+  static void on_fire(watch_entry* e, std::uint32_t events, fire_mode mode) {
+    auto* w = static_cast<exit_waiting*>(e);
+    Self op(std::move(w->self));
+    work_type work(std::move(w->work));
+    // The memory goes back before the operation resumes, as with Asio's
+    // own operations.
+    auto a = op_allocator<exit_waiting>(op);
+    w->~exit_waiting();
+    a.deallocate(w, 1);
+    if (mode == fire_mode::destroy) {
+      op.get_cancellation_state().slot().clear();
+      return;
+    }
+    error_code ec;
+    if (events == 0)
+      ec = boost::asio::error::operation_aborted;
+    auto ex = op.get_executor();
+    resume(ex, boost::asio::append(std::move(op), ec), mode);
+  }
+};
 } // namespace detail
 
 /// A child process owned through its pidfd.
@@ -145,36 +197,32 @@ public:
   };
 
   /// A process object without a process, using `ex`.
-  explicit basic_process(const executor_type& ex) : pidfd_(ex) {}
+  explicit basic_process(const executor_type& ex) : ex_(ex) {}
 
   /// A process object without a process, using `ctx`'s executor.
   template <typename ExecutionContext>
     requires std::is_convertible_v<ExecutionContext&,
                                    boost::asio::execution_context&>
-  explicit basic_process(ExecutionContext& ctx) : pidfd_(ctx.get_executor()) {}
+  explicit basic_process(ExecutionContext& ctx) : ex_(ctx.get_executor()) {}
 
   /// Adopts a child of this process by pid and pidfd (takes ownership of the
   /// pidfd). The child must not be reaped by anyone else.
   basic_process(const executor_type& ex, int pid, int pidfd)
-      : pid_(pid), pidfd_(ex, pidfd) {
+      : pid_(pid), ex_(ex), pidfd_(pidfd) {
     prepare_reaper();
   }
 
   /// Adopts a process by pid and pidfd, using `ctx`'s executor.
   template <detail::context_ref ExecutionContext>
   basic_process(ExecutionContext& ctx, int pid, int pidfd)
-      : pid_(pid), pidfd_(ctx.get_executor(), pidfd) {
+      : pid_(pid), ex_(ctx.get_executor()), pidfd_(pidfd) {
     prepare_reaper();
   }
 
   /// Adopts the child of a finished launch (`aspawn::launch` once its
   /// status pipe has reported the exec, stack released): its pid, pidfd and
   /// the parent's ends of its pipes, which `l` no longer holds afterwards.
-  /**
-   * @throws system_error if the pidfd cannot be registered with the
-   * reactor; the child is then killed and reaped and its pipes closed.
-   */
-  basic_process(const executor_type& ex, launched&& l) : pidfd_(ex) {
+  basic_process(const executor_type& ex, launched&& l) : ex_(ex) {
     take_child(l);
   }
 
@@ -186,26 +234,26 @@ public:
    * `pidfd_open`, `ESRCH` if there is no such process, `EINVAL` for a pid
    * that is not positive.
    */
-  explicit basic_process(const executor_type& ex, pid_type pid) : pidfd_(ex) {
+  explicit basic_process(const executor_type& ex, pid_type pid) : ex_(ex) {
     error_code ec;
     attach(pid, ec);
     throw_if(ec, "aspawn::basic_process: attach to a pid");
   }
   /// @overload Reports failure in `ec`; the object is then empty.
   basic_process(const executor_type& ex, pid_type pid, error_code& ec)
-      : pidfd_(ex) {
+      : ex_(ex) {
     attach(pid, ec);
   }
   template <detail::context_ref ExecutionContext>
   explicit basic_process(ExecutionContext& ctx, pid_type pid)
-      : pidfd_(ctx.get_executor()) {
+      : ex_(ctx.get_executor()) {
     error_code ec;
     attach(pid, ec);
     throw_if(ec, "aspawn::basic_process: attach to a pid");
   }
   template <detail::context_ref ExecutionContext>
   basic_process(ExecutionContext& ctx, pid_type pid, error_code& ec)
-      : pidfd_(ctx.get_executor()) {
+      : ex_(ctx.get_executor()) {
     attach(pid, ec);
   }
   /// @}
@@ -224,13 +272,13 @@ public:
   explicit basic_process(const executor_type& ex, const Exe& exe,
                          std::initializer_list<std::string_view> args,
                          Inits&&... inits)
-      : pidfd_(ex) {
+      : ex_(ex) {
     launch_or_throw(exe, args, inits...);
   }
   template <path_like Exe, argument_range Args, typename... Inits>
   explicit basic_process(const executor_type& ex, const Exe& exe,
                          const Args& args, Inits&&... inits)
-      : pidfd_(ex) {
+      : ex_(ex) {
     launch_or_throw(exe, args, inits...);
   }
   template <detail::context_ref ExecutionContext, path_like Exe,
@@ -238,14 +286,14 @@ public:
   explicit basic_process(ExecutionContext& ctx, const Exe& exe,
                          std::initializer_list<std::string_view> args,
                          Inits&&... inits)
-      : pidfd_(ctx.get_executor()) {
+      : ex_(ctx.get_executor()) {
     launch_or_throw(exe, args, inits...);
   }
   template <detail::context_ref ExecutionContext, path_like Exe,
             argument_range Args, typename... Inits>
   explicit basic_process(ExecutionContext& ctx, const Exe& exe,
                          const Args& args, Inits&&... inits)
-      : pidfd_(ctx.get_executor()) {
+      : ex_(ctx.get_executor()) {
     launch_or_throw(exe, args, inits...);
   }
 
@@ -254,27 +302,27 @@ public:
   template <path_like Exe, typename... Inits>
   basic_process(const executor_type& ex, error_code& ec, const Exe& exe,
                 std::initializer_list<std::string_view> args, Inits&&... inits)
-      : pidfd_(ex) {
+      : ex_(ex) {
     launch(ec, exe, args, inits...);
   }
   template <path_like Exe, argument_range Args, typename... Inits>
   basic_process(const executor_type& ex, error_code& ec, const Exe& exe,
                 const Args& args, Inits&&... inits)
-      : pidfd_(ex) {
+      : ex_(ex) {
     launch(ec, exe, args, inits...);
   }
   template <detail::context_ref ExecutionContext, path_like Exe,
             typename... Inits>
   basic_process(ExecutionContext& ctx, error_code& ec, const Exe& exe,
                 std::initializer_list<std::string_view> args, Inits&&... inits)
-      : pidfd_(ctx.get_executor()) {
+      : ex_(ctx.get_executor()) {
     launch(ec, exe, args, inits...);
   }
   template <detail::context_ref ExecutionContext, path_like Exe,
             argument_range Args, typename... Inits>
   basic_process(ExecutionContext& ctx, error_code& ec, const Exe& exe,
                 const Args& args, Inits&&... inits)
-      : pidfd_(ctx.get_executor()) {
+      : ex_(ctx.get_executor()) {
     launch(ec, exe, args, inits...);
   }
   /// @}
@@ -285,7 +333,9 @@ public:
         usage_(std::exchange(other.usage_, rusage_type{})),
         pipes_(std::exchange(other.pipes_, no_pipes)),
         autoreaped_(std::exchange(other.autoreaped_, false)),
-        pidfd_(std::move(other.pidfd_)) {}
+        ex_(other.ex_), pidfd_(std::exchange(other.pidfd_, -1)) {
+    other.end_waits(); // a pending wait ends (operation_aborted)
+  }
 
   /// Converting move.
   template <typename Executor1>
@@ -296,18 +346,22 @@ public:
         usage_(std::exchange(other.usage_, rusage_type{})),
         pipes_(std::exchange(other.pipes_, no_pipes)),
         autoreaped_(std::exchange(other.autoreaped_, false)),
-        pidfd_(std::move(other.pidfd_)) {}
+        ex_(other.ex_), pidfd_(std::exchange(other.pidfd_, -1)) {
+    other.end_waits();
+  }
 
   basic_process& operator=(basic_process&& other) noexcept {
     if (this != &other) {
       abandon();
       close_pipes();
+      other.end_waits();
       pid_ = std::exchange(other.pid_, -1);
       native_status_ = std::exchange(other.native_status_, still_active);
       usage_ = std::exchange(other.usage_, rusage_type{});
       pipes_ = std::exchange(other.pipes_, no_pipes);
       autoreaped_ = std::exchange(other.autoreaped_, false);
-      pidfd_ = std::move(other.pidfd_);
+      ex_ = other.ex_;
+      pidfd_ = std::exchange(other.pidfd_, -1);
     }
     return *this;
   }
@@ -324,7 +378,7 @@ public:
   }
 
   /// The executor.
-  executor_type get_executor() noexcept { return pidfd_.get_executor(); }
+  executor_type get_executor() noexcept { return ex_; }
 
   /// @name Pipes made by the command (`redirect::pipe()`)
   /// @{
@@ -360,11 +414,11 @@ public:
   int id() const noexcept { return pid_; }
 
   /// The pidfd, or -1.
-  native_handle_type native_handle() noexcept { return pidfd_.native_handle(); }
+  native_handle_type native_handle() noexcept { return pidfd_; }
 
   /// Whether the object holds a child (running or exited, not yet
   /// detached).
-  bool is_open() const noexcept { return pidfd_.is_open(); }
+  bool is_open() const noexcept { return pidfd_ >= 0; }
 
   /// The native (`waitpid`) status; `still_active` until the child is reaped.
   int native_exit_code() const noexcept { return native_status_; }
@@ -384,11 +438,11 @@ public:
     ec.clear();
     if (native_status_ != still_active)
       return false;
-    if (!pidfd_.is_open()) {
+    if (pidfd_ < 0) {
       ec = errc::no_process;
       return false;
     }
-    int r = aspawn::reap(pidfd_.native_handle(), pid_, false, native_status_,
+    int r = aspawn::reap(pidfd_, pid_, false, native_status_,
                          &usage_, autoreaped_);
     if (r < 0) {
       ec = reap_error(r);
@@ -408,11 +462,11 @@ public:
     ec.clear();
     if (native_status_ != still_active)
       return exit_code();
-    if (!pidfd_.is_open()) {
+    if (pidfd_ < 0) {
       ec = errc::no_process;
       return -1;
     }
-    int r = aspawn::reap(pidfd_.native_handle(), pid_, true, native_status_,
+    int r = aspawn::reap(pidfd_, pid_, true, native_status_,
                          &usage_, autoreaped_);
     if (r < 0)
       ec = reap_error(r);
@@ -428,13 +482,13 @@ public:
   /// Sends `sig` through the pidfd.
   void signal(int sig, error_code& ec) {
     ec.clear();
-    if (!pidfd_.is_open()) {
+    if (pidfd_ < 0) {
       ec = errc::no_process;
       return;
     }
     if (native_status_ != still_active)
       return; // exited and reaped: nothing to signal
-    int r = aspawn::send_signal(pidfd_.native_handle(), sig);
+    int r = aspawn::send_signal(pidfd_, sig);
     if (r < 0 && r != -ESRCH) // ESRCH: exited, not reaped yet
       ec = error_code(-r, boost::system::system_category());
   }
@@ -461,7 +515,7 @@ public:
    */
   void signal_group(int sig, error_code& ec) {
     ec.clear();
-    if (!pidfd_.is_open()) {
+    if (pidfd_ < 0) {
       ec = errc::no_process;
       return;
     }
@@ -469,7 +523,7 @@ public:
       ec = errc::status_unavailable;
       return;
     }
-    int r = aspawn::send_group_signal(pidfd_.native_handle(), pid_, sig,
+    int r = aspawn::send_group_signal(pidfd_, pid_, sig,
                                       autoreaped_);
     if (r == -EDEADLK)
       ec = errc::own_process_group;
@@ -513,11 +567,10 @@ public:
   /// Lets the child run on its own: the object forgets it, and the
   /// context's reaper reaps it when it exits.
   void detach() {
-    if (pidfd_.is_open() && native_status_ == still_active)
-      reaper_of().adopt(pidfd_.get_executor(), pid_, pidfd_.release(), false,
-                        autoreaped_);
-    else if (pidfd_.is_open())
-      pidfd_.close();
+    if (pidfd_ >= 0 && native_status_ == still_active)
+      reaper_of().adopt(ex_, pid_, release_pidfd(), false, autoreaped_);
+    else if (pidfd_ >= 0)
+      close_pidfd();
     pid_ = -1;
   }
 
@@ -545,7 +598,7 @@ public:
                 boost::asio::default_completion_token_t<executor_type>>
   auto async_wait(Token&& token = {}) {
     return boost::asio::async_compose<Token, void(error_code, int)>(
-        wait_op{this}, token, pidfd_);
+        wait_op{this}, token, ex_);
   }
 
   /// Waits for the child to exit and reaps it, delivering the full status.
@@ -560,7 +613,7 @@ public:
                 boost::asio::default_completion_token_t<executor_type>>
   auto async_wait_status(Token&& token = {}) {
     return boost::asio::async_compose<Token, void(error_code, exit_status)>(
-        wait_status_op{this}, token, pidfd_);
+        wait_status_op{this}, token, ex_);
   }
 
   /// Stops the child gracefully: SIGTERM, then SIGKILL if it has not exited
@@ -592,7 +645,7 @@ public:
         stop_op{this,
                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                     grace)},
-        token, pidfd_);
+        token, ex_);
   }
 
 private:
@@ -626,17 +679,17 @@ private:
     template <typename Self> void operator()(Self& self) {
       self.reset_cancellation_state(boost::asio::enable_total_cancellation());
       auto& p = *self_;
-      if (p.native_status_ != still_active || !p.pidfd_.is_open()) {
+      if (p.native_status_ != still_active || p.pidfd_ < 0) {
         p.async_wait(std::move(self)); // completes at once, with the status
         return;
       }
       p.signal(SIGTERM, error_);
       if (error_) { // e.g. EPERM: the child may never exit, do not wait
-        boost::asio::post(p.pidfd_.get_executor(),
+        boost::asio::post(p.ex_,
                           boost::asio::append(std::move(self), error_, -1));
         return;
       }
-      timer_ = std::make_unique<timer_type>(p.pidfd_.get_executor(), grace_);
+      timer_ = std::make_unique<timer_type>(p.ex_, grace_);
       auto& timer = *timer_;
       boost::asio::experimental::make_parallel_group(
           timer.async_wait(boost::asio::deferred),
@@ -687,16 +740,12 @@ private:
     if (ec)
       return;
     auto& pool = stack_pool::of(boost::asio::query(
-        pidfd_.get_executor(), boost::asio::execution::context));
+        ex_, boost::asio::execution::context));
     launched l;
     ec = detail::launch_blocking(cmd, pool.cache(), l);
     if (ec)
       return;
-    try {
-      take_child(l);
-    } catch (const system_error& e) {
-      ec = e.code();
-    }
+    take_child(l);
   }
 
   void attach(pid_type pid, error_code& ec) {
@@ -714,11 +763,7 @@ private:
         ec = error_code(err, boost::system::system_category());
       return;
     }
-    pidfd_.assign(static_cast<int>(fd), ec);
-    if (ec) {
-      ::close(static_cast<int>(fd));
-      return;
-    }
+    pidfd_ = static_cast<int>(fd);
     pid_ = pid;
     native_status_ = still_active;
     prepare_reaper();
@@ -735,14 +780,13 @@ private:
       case 0:
         self.reset_cancellation_state(
             boost::asio::enable_total_cancellation());
-        if (p.native_status_ != still_active || !p.pidfd_.is_open()) {
+        if (p.native_status_ != still_active || p.pidfd_ < 0) {
           state_ = 2;
-          boost::asio::post(p.pidfd_.get_executor(), std::move(self));
+          boost::asio::post(p.ex_, std::move(self));
           return;
         }
         state_ = 1;
-        p.pidfd_.async_wait(boost::asio::posix::descriptor_base::wait_read,
-                            std::move(self));
+        p.start_wait(self);
         return;
       case 1: {
         if (ec) {
@@ -753,11 +797,10 @@ private:
           self.complete(error_code{}, p.exit_code());
           return;
         }
-        int r = aspawn::reap(p.pidfd_.native_handle(), p.pid_, false,
+        int r = aspawn::reap(p.pidfd_, p.pid_, false,
                              p.native_status_, &p.usage_, p.autoreaped_);
         if (r == 0) { // spurious readiness
-          p.pidfd_.async_wait(boost::asio::posix::descriptor_base::wait_read,
-                              std::move(self));
+          p.start_wait(self);
           return;
         }
         if (r < 0) {
@@ -775,6 +818,131 @@ private:
       }
     }
   };
+
+  // Waits for the pidfd to become readable, then resumes `self` with an
+  // error code: on the stack pool's watcher where it watches (an
+  // io_context's executors), which costs the reactor no descriptor;
+  // otherwise (or for a second wait at the same time) on a descriptor of
+  // the object's own. A failure to set the wait up (no memory, no
+  // descriptor) resumes `self` with its error.
+  template <typename Self> void start_wait(Self& self) {
+    error_code ec;
+    try {
+      if (watch_exit(self))
+        return;
+      if (!desc_)
+        ec = open_descriptor();
+    } catch (const system_error& e) {
+      ec = e.code();
+    } catch (const std::bad_alloc&) {
+      ec = make_error_code(boost::system::errc::not_enough_memory);
+    }
+    if (ec) {
+      boost::asio::post(ex_, boost::asio::append(std::move(self), ec));
+      return;
+    }
+    desc_->async_wait(boost::asio::posix::descriptor_base::wait_read,
+                      std::move(self));
+  }
+
+  // The object's own descriptor, on a duplicate of the pidfd.
+  error_code open_descriptor() {
+    int fd = ::fcntl(pidfd_, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+      return error_code(errno, boost::system::system_category());
+    error_code ec;
+    try {
+      desc_ = std::make_unique<descriptor_type>(ex_);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    desc_->assign(fd, ec);
+    if (ec) {
+      desc_.reset();
+      ::close(fd);
+    }
+    return ec;
+  }
+
+  // Cancellation of an exit wait the pool's watcher holds.
+  struct cancel_exit_wait {
+    basic_process* p;
+    void operator()(boost::asio::cancellation_type t) const {
+      if (t != boost::asio::cancellation_type::none)
+        p->unwatch_exit();
+    }
+  };
+
+  // Hands the wait to the pool's watcher, moving `self` into an entry of
+  // its own. False (and nothing moved) where the pool does not watch, or
+  // while another wait of this object is there.
+  template <typename Self> bool watch_exit(Self& self) {
+    if constexpr (!stack_pool::may_watch<Executor>()) {
+      return false;
+    } else {
+      using entry = detail::exit_waiting<Self>;
+      auto& pool = stack_pool::of(
+          boost::asio::query(ex_, boost::asio::execution::context));
+      auto a = detail::op_allocator<entry>(self);
+      entry* mem = a.allocate(1);
+      bool ok;
+      wait_pool_ = &pool;
+      try {
+        ok = pool.watch(
+            ex_, pidfd_, mem,
+            [&] {
+              // The handler first: should it throw, nothing has moved.
+              auto slot = self.get_cancellation_state().slot();
+              if (slot.is_connected())
+                slot.template emplace<cancel_exit_wait>(cancel_exit_wait{this});
+              new (mem) entry(std::move(self));
+            },
+            &waiting_);
+      } catch (...) {
+        a.deallocate(mem, 1);
+        throw;
+      }
+      if (!ok)
+        a.deallocate(mem, 1);
+      return ok;
+    }
+  }
+
+  // Takes a pending exit wait off the pool's watcher; it completes with
+  // `operation_aborted`, without touching this object.
+  void unwatch_exit() noexcept {
+    if (!wait_pool_)
+      return;
+    if (detail::watch_entry* e = wait_pool_->unwatch(&waiting_)) {
+      try {
+        e->fire(e, 0, detail::fire_mode::post); // no events: aborted
+      } catch (...) {
+        // No memory to post it: the operation is dropped, as at shutdown.
+      }
+      wait_pool_->disarm_if_idle();
+    }
+  }
+
+  // Ends any pending exit wait, on the watcher or on the object's own
+  // descriptor (destroying it closes the duplicate): it completes with
+  // `operation_aborted`.
+  void end_waits() noexcept {
+    unwatch_exit();
+    desc_.reset();
+  }
+
+  // Gives up the pidfd: pending waits complete with `operation_aborted`.
+  int release_pidfd() noexcept {
+    end_waits();
+    return std::exchange(pidfd_, -1);
+  }
+
+  void close_pidfd() noexcept {
+    int fd = release_pidfd();
+    if (fd >= 0)
+      ::close(fd);
+  }
 
   static error_code reap_error(int r) {
     if (r == -ECHILD)
@@ -801,30 +969,28 @@ private:
 
   detail::reaper& reaper_of() {
     return boost::asio::use_service<detail::reaper>(boost::asio::query(
-        pidfd_.get_executor(), boost::asio::execution::context));
+        ex_, boost::asio::execution::context));
   }
 
   void abandon() noexcept {
-    if (!pidfd_.is_open())
+    if (pidfd_ < 0)
       return;
-    error_code ignored;
     int st;
     if (native_status_ != still_active ||
-        aspawn::reap(pidfd_.native_handle(), pid_, false, st, nullptr,
+        aspawn::reap(pidfd_, pid_, false, st, nullptr,
                      autoreaped_) != 0) {
       // Reaped before or just now, or not a child of this process (attached
       // by pid): nothing to kill.
-      pidfd_.close(ignored);
+      close_pidfd();
       pid_ = -1;
       return;
     }
-    aspawn::send_signal(pidfd_.native_handle(), SIGKILL);
+    aspawn::send_signal(pidfd_, SIGKILL);
     try {
-      reaper_of().adopt(pidfd_.get_executor(), pid_, pidfd_.release(), true,
-                        autoreaped_);
+      reaper_of().adopt(ex_, pid_, release_pidfd(), true, autoreaped_);
     } catch (...) {
       // No memory for the reaper's entry: reap here (brief after SIGKILL).
-      int fd = pidfd_.release();
+      int fd = release_pidfd();
       int st;
       aspawn::reap(fd, pid_, true, st, nullptr, autoreaped_);
       ::close(fd);
@@ -840,16 +1006,7 @@ private:
     const bool autoreaped = l.autoreaped;
     for (std::size_t i = 0; i < 3; ++i)
       pipes_[i] = std::exchange(l.pipes[i], -1);
-    error_code ec;
-    pidfd_.assign(fd, ec);
-    if (ec) { // cannot watch the child: do not leave it behind
-      aspawn::send_signal(fd, SIGKILL);
-      int st;
-      aspawn::reap(fd, pid, true, st, nullptr, autoreaped);
-      ::close(fd);
-      close_pipes();
-      throw_if(ec, "aspawn::basic_process: watch the pidfd");
-    }
+    pidfd_ = fd;
     pid_ = pid;
     autoreaped_ = autoreaped;
     native_status_ = still_active;
@@ -857,7 +1014,7 @@ private:
   }
 
   template <typename Pipe> Pipe take_pipe(std::size_t i) {
-    Pipe p(pidfd_.get_executor());
+    Pipe p(ex_);
     int fd = std::exchange(pipes_[i], -1);
     if (fd < 0)
       return p;
@@ -881,7 +1038,17 @@ private:
   rusage_type usage_{};
   std::array<int, 3> pipes_ = no_pipes;
   bool autoreaped_ = false; // the kernel reaps it (CLONE_AUTOREAP)
-  boost::asio::posix::basic_stream_descriptor<Executor> pidfd_;
+  using descriptor_type = boost::asio::posix::basic_stream_descriptor<Executor>;
+
+  Executor ex_;
+  int pidfd_ = -1;
+  stack_pool* wait_pool_ = nullptr;
+  // The pending exit wait, while the stack pool's watcher has it (see
+  // `start_wait`); set and cleared under the pool's lock.
+  detail::watch_entry* waiting_ = nullptr;
+  // Exit waits on executors the pool does not watch for: a descriptor on a
+  // duplicate of the pidfd, made at the first such wait.
+  std::unique_ptr<descriptor_type> desc_;
 };
 
 /// A process using a type-erased I/O executor.

@@ -17,7 +17,8 @@
 // launches in flight: one epoll instance of its own, itself watched by one
 // Asio descriptor, holds every pending launch's status pipe (one-shot), so a
 // launch costs the reactor no descriptor of its own (see docs/design.md,
-// "Watching status pipes").
+// "Watching status pipes"). Process objects' exit waits go through it too
+// ("Watching for exits").
 //
 // Thread safety
 // -------------
@@ -53,6 +54,8 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/detail/throw_error.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -78,12 +81,41 @@ struct watch_entry {
   void (*fire)(watch_entry* e, std::uint32_t events, fire_mode mode) = nullptr;
   watch_entry* prev = nullptr;
   watch_entry* next = nullptr;
-  int fd = -1; // the status pipe
+  int fd = -1; // the status pipe, or the pidfd of an exit wait
   int pidfd = -1;
+  // A launch's status pipe (counted by watching()), or a process object's
+  // wait for its child's exit.
+  bool counted = true;
+  // Where the owner of an exit wait keeps track of it: the pool clears it,
+  // under its lock, when the entry leaves the watch list.
+  watch_entry** owner = nullptr;
   // The events that fired; 0 until then.
   std::atomic<std::uint32_t> events{0};
   // Set by a cancellation request, from the operation's executor.
   std::atomic<bool> cancelled{false};
+};
+
+// Resumes `f`, the continuation of a parked operation, on `ex` as `mode`
+// says (not for fire_mode::destroy).
+template <typename Executor, typename F>
+void resume(const Executor& ex, F&& f, fire_mode mode) {
+  if (mode == fire_mode::dispatch)
+    boost::asio::dispatch(ex, std::forward<F>(f));
+  else
+    boost::asio::post(ex, std::forward<F>(f));
+}
+
+// An operation parked with the pool's watcher: the entry the watcher knows,
+// then the operation itself, with work held on the executor it will resume
+// on (its handler's), as a reactor operation would hold it.
+template <typename Self> struct parked_op : watch_entry {
+  using work_type = decltype(boost::asio::make_work_guard(
+      std::declval<const typename Self::executor_type&>()));
+  work_type work;
+  Self self;
+  explicit parked_op(Self&& s)
+      : work(boost::asio::make_work_guard(s.get_executor())),
+        self(std::move(s)) {}
 };
 
 } // namespace detail
@@ -127,28 +159,48 @@ public:
   void trim() noexcept { cache_.trim(); }
 
   /// Launches whose status pipe the pool is watching now (see the
-  /// overview); launches watched by a descriptor of their own are not
-  /// counted.
+  /// overview); launches watched by a descriptor of their own, and process
+  /// objects' exit waits, are not counted.
   std::size_t watching() const noexcept {
     return watching_.load(std::memory_order_relaxed);
   }
 
+  /// Whether the pool can watch for operations on `Executor`'s: those of
+  /// an io_context, possibly through strands or `any_io_executor` (which is
+  /// looked through at run time).
+  template <typename Executor> static constexpr bool may_watch() noexcept {
+    if constexpr (requires(const Executor& ex) { ex.get_inner_executor(); })
+      return may_watch<std::decay_t<decltype(
+          std::declval<const Executor&>().get_inner_executor())>>();
+    else if constexpr (std::is_same_v<Executor, boost::asio::any_io_executor>)
+      return true;
+    else
+      return requires(const Executor& ex) {
+        { ex.context() } -> std::same_as<boost::asio::io_context&>;
+      };
+  }
+
   /// Internal: watches `fd` (one shot) for `e`, which `construct()` builds
-  /// in place under the watcher's lock, before any event can reach it, and
-  /// must not throw. The first call sets the watcher up on `ex`'s
-  /// io_context. False if the fd cannot be watched (nothing was constructed
-  /// then): the caller watches it itself.
+  /// in place under the watcher's lock, before any event can reach it;
+  /// should it throw, the fd is not watched and the exception propagates.
+  /// The first call sets the watcher up on `ex`'s io_context. With an
+  /// `owner` (an exit wait), the pool keeps `*owner` pointing at the entry
+  /// while it is watched, and refuses a second entry for the same owner.
+  /// False if the fd cannot be watched (nothing was constructed then): the
+  /// caller watches it itself.
   template <typename Executor, typename Construct>
   bool watch(const Executor& ex, int fd, detail::watch_entry* e,
-             Construct&& construct) {
+             Construct&& construct, detail::watch_entry** owner = nullptr) {
     std::lock_guard lk(mutex_);
+    if (owner && *owner)
+      return false; // one exit wait per owner here; the others go elsewhere
     if (fork_pending_)
       refork();
     if (shut_ || (epfd_ < 0 && !set_up(ex)))
       return false;
     if (!add(fd, e))
       return false;
-    if (!armed_) {
+    if (waits_ == 0) {
       try {
         arm();
       } catch (...) {
@@ -156,8 +208,19 @@ public:
         return false;
       }
     }
-    construct();
-    watching_.fetch_add(1, std::memory_order_relaxed);
+    try {
+      construct();
+    } catch (...) {
+      // A spare wait of the watcher, if armed above, finds nothing.
+      ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+      throw;
+    }
+    if (e->counted)
+      watching_.fetch_add(1, std::memory_order_relaxed);
+    if (owner) {
+      e->owner = owner;
+      *owner = e;
+    }
     e->fd = fd;
     e->prev = head_.prev;
     e->next = &head_;
@@ -166,7 +229,53 @@ public:
     return true;
   }
 
+  /// Internal: takes the exit wait tracked in `*owner` off the watch list,
+  /// unless it has fired (or was never watched). Returns it, unfired: the
+  /// caller fires it. Null if there was none.
+  detail::watch_entry* unwatch(detail::watch_entry** owner) noexcept {
+    std::lock_guard lk(mutex_);
+    detail::watch_entry* e = *owner;
+    if (!e)
+      return nullptr;
+    unlink(e);
+    // In a child of fork(), before the move to an instance of its own, the
+    // instance is still the parent's: its registrations are left alone (the
+    // move skips this entry, which has left the list).
+    if (!fork_pending_ && epfd_ >= 0)
+      ::epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
+    return e;
+  }
+
+  /// Internal: after `unwatch`, once the entry has fired. With nothing
+  /// left to watch, the watcher's pending wait would keep the context's
+  /// work count up for nothing: it is cancelled.
+  void disarm_if_idle() noexcept {
+    std::lock_guard lk(mutex_);
+    if (head_.next == &head_ && waits_ > 0 && watcher_ && !fork_pending_) {
+      boost::system::error_code ignored;
+      watcher_->cancel(ignored); // `on_ready` counts it off
+    }
+  }
+
 private:
+  // Called with the lock held: `e` leaves the watch list.
+  void unlink(detail::watch_entry* e) noexcept {
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+    e->prev = e->next = nullptr;
+    forget(e);
+  }
+
+  // Called with the lock held, for an entry off the list.
+  void forget(detail::watch_entry* e) noexcept {
+    if (e->counted)
+      watching_.fetch_sub(1, std::memory_order_relaxed);
+    if (e->owner) {
+      *e->owner = nullptr;
+      e->owner = nullptr;
+    }
+  }
+
   template <std::uintptr_t Bits>
   using io_executor =
       boost::asio::io_context::basic_executor_type<std::allocator<void>, Bits>;
@@ -227,26 +336,33 @@ private:
     return true;
   }
 
-  // Called with the lock held: one shot, for the status pipe `fd` of `e`.
+  // Called with the lock held: one shot, for the status pipe (or pidfd)
+  // `fd` of `e`. A pidfd waited on before is still registered, disabled
+  // since it fired: it is re-armed.
   bool add(int fd, detail::watch_entry* e) noexcept {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLONESHOT;
     ev.data.ptr = e;
-    return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0)
+      return true;
+    return errno == EEXIST && ::epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) == 0;
   }
 
-  // Called with the lock held. One wait at a time, and only while launches
-  // are watched: an idle pool keeps no work on its context.
+  // Called with the lock held. One wait at a time (`waits_` counts it until
+  // its handler has run, whatever its outcome), and only while something is
+  // watched: an idle pool keeps no work on its context.
   void arm() {
-    watcher_->async_wait(boost::asio::posix::descriptor_base::wait_read,
-                         [this](boost::system::error_code ec) { on_ready(ec); });
-    armed_ = true;
+    watcher_->async_wait(
+        boost::asio::posix::descriptor_base::wait_read,
+        [this, gen = gen_](boost::system::error_code) { on_ready(gen); });
+    ++waits_;
   }
 
-  void on_ready(boost::system::error_code ec) {
-    // Only closing the watcher cancels its wait, and that resets `armed_`.
-    if (ec == boost::asio::error::operation_aborted)
-      return;
+  // The watcher's wait completed: with events, or cancelled by
+  // `disarm_if_idle` (entries may have come since: they are looked at all
+  // the same), or by the close of a watcher that is no more (another
+  // generation's: ignored).
+  void on_ready(unsigned gen) {
     constexpr int batch = 64;
     detail::watch_entry* ready[batch];
     std::uint32_t events[batch];
@@ -254,7 +370,9 @@ private:
     std::exception_ptr first_error;
     {
       std::lock_guard lk(mutex_);
-      armed_ = false;
+      if (gen != gen_)
+        return;
+      --waits_;
       if (shut_)
         return;
       if (fork_pending_) {
@@ -266,14 +384,12 @@ private:
       for (int i = 0; i < r; ++i) {
         auto* e = static_cast<detail::watch_entry*>(evs[i].data.ptr);
         // One shot: the registration is disabled now, and goes away with
-        // the pipe's last copy.
-        e->prev->next = e->next;
-        e->next->prev = e->prev;
-        watching_.fetch_sub(1, std::memory_order_relaxed);
+        // the pipe's (or pidfd's) last copy.
+        unlink(e);
         ready[n] = e;
         events[n++] = evs[i].events;
       }
-      if (head_.next != &head_) {
+      if (head_.next != &head_ && waits_ == 0) {
         // Should this fail (no memory), the launches taken above still go
         // on below; the rest wait for the next launch to arm the watcher.
         try {
@@ -330,9 +446,10 @@ private:
     fork_pending_ = false;
     auto ex = watcher_->get_executor();
     boost::system::error_code ignored;
+    ++gen_; // the old watcher's wait is closed with it
+    waits_ = 0;
     watcher_->close(ignored); // the child's copy of the parent's instance
     watcher_.reset();
-    armed_ = false;
     epfd_ = -1;
     auto fail = [](int err) {
       boost::asio::detail::throw_error(
@@ -360,17 +477,17 @@ private:
       first = head_.next;
       head_.prev->next = nullptr;
       head_.prev = head_.next = &head_;
+      for (auto* e = first; e && e != &head_; e = e->next)
+        forget(e);
     }
     if (watcher_) {
       boost::system::error_code ignored;
       watcher_->close(ignored); // every registration goes with it
       watcher_.reset();
       epfd_ = -1;
-      armed_ = false;
     }
     for (auto* e = first; e && e != &head_;) {
       auto* next = e->next;
-      watching_.fetch_sub(1, std::memory_order_relaxed);
       e->fire(e, 0, detail::fire_mode::destroy);
       e = next;
     }
@@ -379,7 +496,8 @@ private:
   stack_cache cache_;
   std::mutex mutex_;
   detail::watch_entry head_; // sentinel of the watched launches
-  bool armed_ = false;
+  int waits_ = 0;    // the watcher's outstanding waits: 0 or 1
+  unsigned gen_ = 0; // the watcher's generation, one per epoll instance
   bool shut_ = false;
   bool fork_pending_ = false;
   std::atomic<std::size_t> watching_{0};
