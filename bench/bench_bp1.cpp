@@ -151,7 +151,7 @@ void register_boost_process_v1_contenders(registry& r) {
   r.add({"bp1_on_exit",
          "Boost.Process v1 child(exe, ctx, on_exit): fork + error pipe, blocks "
          "until exec; SIGCHLD + waitpid per watched child",
-         [] { return make_session(); }});
+         [] { return make_session(); }, true});
 }
 
 } // namespace aspawn_bench

@@ -197,7 +197,7 @@ void register_boost_process_v2_contenders(registry& r) {
   r.add({"bp2_default",
          "Boost.Process v2 process(ctx, exe, args): fork + error pipe, blocks "
          "until exec; async_wait (pidfd)",
-         [] { return make_session<default_launch>("bp2_default"); }});
+         [] { return make_session<default_launch>("bp2_default"); }, true});
   r.add({"bp2_vfork",
          "Boost.Process v2 posix::vfork_launcher, blocks until exec; "
          "async_wait (pidfd)",

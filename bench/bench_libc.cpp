@@ -168,7 +168,7 @@ void register_libc_contenders(registry& r) {
   r.add({"fork_exec",
          "fork + execve (no error pipe), blocks for the page-table copy; "
          "waitpid",
-         [] { return make_session(&spawn_fork, "fork_exec"); }});
+         [] { return make_session(&spawn_fork, "fork_exec"); }, true});
 }
 
 } // namespace aspawn_bench

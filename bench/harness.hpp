@@ -84,6 +84,11 @@ struct contender {
   std::string description;
   /// Opens a fresh session.
   std::function<session()> open;
+  /// Whether a launch copies the parent's page tables (fork): such
+  /// contenders slow down with the parent's size, and what they leave
+  /// behind disturbs the next measurements, so the parent-size runs keep
+  /// them apart.
+  bool copies_parent = false;
 };
 
 class registry {

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
 #include <gnu/libc-version.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -140,7 +141,8 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
   --memory-batches K     split such a batch into K timed parts, each a
                          sample of the parent-size figures, when each part
                          still holds a round of --memory-in-flight launches
-                         (default 4; 1: one part)
+                         (default 4; 1: one part); the parent sizes, each
+                         held by a worker process, take turns part by part
   --parent-gib LIST      touched parent memory in GiB, comma-separated
                          (default 0,1,4; quick 0,1)
   --skip-4gib            drop parent sizes of 4 GiB and more
@@ -694,13 +696,230 @@ private:
     check_strays("throughput");
   }
 
-  // The parent sizes are interleaved: each repetition touches and frees
-  // every size in turn (in a rotated order), so that the machine's drift
-  // over the phase hits all sizes alike; the figures compared are the same
-  // contender's at different sizes.
+  // Each parent size is held by a worker process of its own, forked from
+  // this one before the phase, which touches its memory once and then runs
+  // the batches it is asked for. The sizes take turns batch by batch (0, 1,
+  // 4, 0, 1, 4, ... GiB, about 0.1 s each, in a rotated order): a
+  // throughput batch on this shared virtual machine moves by 10-20% from
+  // one moment to the next, and a size held for a whole stretch of the run
+  // (as when one process mapped, touched and freed each size in turn) took
+  // in that stretch's drift, by up to 17% either way. The contenders that
+  // fork go in a pass of their own, after the others: forking a 4 GiB
+  // parent copies 8 MiB of page tables per launch and slows the machine for
+  // whatever runs next.
   void phase_memory() {
+    if (count_threads() != 1) {
+      // fork() would leave the workers with a lock some other thread holds.
+      std::cerr << "!! parent-size runs skipped: the process is not "
+                   "single-threaded"
+                << std::endl;
+      return;
+    }
+    for (bool forking : {false, true})
+      memory_pass(forking);
+    check_strays("memory");
+  }
+
+  struct worker_request {
+    int op = 0; // op_open, op_batch or op_close
+    int contender = 0;
+    int program = 0;
+    int count = 0;
+    int in_flight = 0;
+  };
+  struct worker_reply {
+    int ok = 0;
+    std::int64_t wall_ns = 0;
+    std::int64_t cpu_ns = 0;
+    char error[240] = {};
+  };
+  enum { op_open = 1, op_batch = 2, op_close = 3 };
+
+  // A process holding `gib` of touched memory, launching on request.
+  class size_worker {
+  public:
+    size_worker(runner& r, double gib, const std::vector<int>& close_in_child)
+        : gib_(gib) {
+      int req[2], rep[2];
+      if (::pipe2(req, O_CLOEXEC) != 0)
+        throw_errno(errno, "pipe2");
+      if (::pipe2(rep, O_CLOEXEC) != 0) {
+        ::close(req[0]);
+        ::close(req[1]);
+        throw_errno(errno, "pipe2");
+      }
+      std::cout.flush();
+      std::cerr.flush();
+      pid_ = ::fork();
+      if (pid_ < 0) {
+        int err = errno;
+        for (int fd : {req[0], req[1], rep[0], rep[1]})
+          ::close(fd);
+        throw_errno(err, "fork");
+      }
+      if (pid_ == 0) {
+        for (int fd : close_in_child)
+          ::close(fd);
+        ::close(req[1]);
+        ::close(rep[0]);
+        r.serve(req[0], rep[1], gib); // does not return
+      }
+      ::close(req[0]);
+      ::close(rep[1]);
+      to_ = req[1];
+      from_ = rep[0];
+      worker_reply ready = receive();
+      if (!ready.ok) {
+        shut();
+        throw std::runtime_error(std::string("parent-size worker: ") +
+                                 ready.error);
+      }
+      touch_ns_ = ready.wall_ns;
+    }
+    size_worker(const size_worker&) = delete;
+    size_worker& operator=(const size_worker&) = delete;
+    ~size_worker() { shut(); }
+
+    double gib() const noexcept { return gib_; }
+    std::int64_t touch_ns() const noexcept { return touch_ns_; }
+    std::vector<int> fds() const { return {to_, from_}; }
+
+    // Runs one request; throws with the worker's message if it failed.
+    worker_reply call(const worker_request& q) {
+      if (::write(to_, &q, sizeof q) != static_cast<ssize_t>(sizeof q))
+        throw std::runtime_error("parent-size worker: request not sent");
+      worker_reply a = receive();
+      if (!a.ok)
+        throw std::runtime_error(a.error);
+      return a;
+    }
+
+  private:
+    worker_reply receive() {
+      worker_reply a{};
+      std::size_t got = 0;
+      auto* p = reinterpret_cast<char*>(&a);
+      while (got < sizeof a) {
+        ssize_t k = ::read(from_, p + got, sizeof a - got);
+        if (k < 0 && errno == EINTR)
+          continue;
+        if (k <= 0) {
+          a = worker_reply{};
+          std::snprintf(a.error, sizeof a.error,
+                        "parent-size worker (%g GiB) exited", gib_);
+          return a;
+        }
+        got += static_cast<std::size_t>(k);
+      }
+      return a;
+    }
+
+    // Closing the request pipe ends the worker; it is reaped here.
+    void shut() noexcept {
+      if (to_ >= 0)
+        ::close(std::exchange(to_, -1));
+      if (from_ >= 0)
+        ::close(std::exchange(from_, -1));
+      if (pid_ > 0) {
+        int st;
+        while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+        }
+        pid_ = -1;
+      }
+    }
+
+    double gib_;
+    pid_t pid_ = -1;
+    int to_ = -1;
+    int from_ = -1;
+    std::int64_t touch_ns_ = 0;
+  };
+
+  // The worker's side, in the child of fork(): touches the memory, then
+  // answers requests until the pipe closes.
+  [[noreturn]] void serve(int rd, int wr, double gib) {
+    auto send = [&](const worker_reply& a) {
+      if (::write(wr, &a, sizeof a) != static_cast<ssize_t>(sizeof a))
+        ::_exit(1);
+    };
+    auto fail = [&](const char* what) {
+      worker_reply a{};
+      std::snprintf(a.error, sizeof a.error, "%s", what);
+      send(a);
+    };
+    std::unique_ptr<held_memory> mem;
+    try {
+      std::int64_t t = now_ns();
+      mem = std::make_unique<held_memory>(gib);
+      worker_reply a{};
+      a.ok = 1;
+      a.wall_ns = now_ns() - t;
+      send(a);
+    } catch (const std::exception& e) {
+      fail(e.what());
+      ::_exit(1);
+    }
+    std::unique_ptr<session> s;
+    worker_request q;
+    while (::read(rd, &q, sizeof q) == static_cast<ssize_t>(sizeof q)) {
+      worker_reply a{};
+      try {
+        const char* path =
+            programs_.at(static_cast<std::size_t>(q.program)).path.c_str();
+        if (q.op == op_open) {
+          s.reset();
+          s = std::make_unique<session>(open_session(
+              *contenders_.at(static_cast<std::size_t>(q.contender))));
+          s->run_batch(path, 1, 1); // warm-up: forks are slow here
+        } else if (q.op == op_batch) {
+          if (!s)
+            throw std::runtime_error("no session open");
+          std::int64_t c0 = thread_cpu_ns();
+          std::int64_t t0 = now_ns();
+          s->run_batch(path, q.count, q.in_flight);
+          a.wall_ns = now_ns() - t0;
+          a.cpu_ns = thread_cpu_ns() - c0;
+        } else {
+          s.reset();
+        }
+        a.ok = 1;
+        send(a);
+      } catch (const std::exception& e) {
+        s.reset();
+        fail(e.what());
+      }
+    }
+    s.reset();
+    ::_exit(reap_strays(o_) == 0 ? 0 : 1);
+  }
+
+  static int count_threads() {
+    std::ifstream in("/proc/self/status");
+    std::string key;
+    while (in >> key) {
+      if (key == "Threads:") {
+        int n = 0;
+        in >> n;
+        return n;
+      }
+      std::string rest;
+      std::getline(in, rest);
+    }
+    return -1;
+  }
+
+  void memory_pass(bool forking) {
+    std::vector<const contender*> cs;
+    for (const contender* c : contenders_)
+      if (c->copies_parent == forking)
+        cs.push_back(c);
+    if (cs.empty())
+      return;
+    progress(forking ? "   the contenders that fork"
+                     : "   the contenders that do not fork");
     const int n = o_.memory_in_flight;
-    std::vector<double> sizes;
+    std::vector<std::unique_ptr<size_worker>> workers;
+    std::vector<int> parent_fds;
     for (double gib : o_.parent_gib) {
       double avail = mem_available_gib();
       if (gib > 0 && avail >= 0 && gib + 1.0 > avail) {
@@ -708,51 +927,84 @@ private:
                   << " GiB available" << std::endl;
         continue;
       }
-      sizes.push_back(gib);
+      workers.push_back(std::make_unique<size_worker>(*this, gib, parent_fds));
+      for (int fd : workers.back()->fds())
+        parent_fds.push_back(fd);
+      progress("   a worker holds " + std::to_string(gib).substr(0, 4) +
+               " GiB (touched in " + fmt_seconds(workers.back()->touch_ns()) +
+               ")");
     }
+    const std::size_t nw = workers.size();
     for (int rep = 0; rep < o_.reps; ++rep) {
-      for (std::size_t k = 0; k < sizes.size(); ++k) {
-        const double gib =
-            sizes[(k + static_cast<std::size_t>(rep)) % sizes.size()];
-        std::int64_t t = now_ns();
-        held_memory mem(gib);
-        progress("   rep " + std::to_string(rep + 1) + ": parent holds " +
-                 std::to_string(gib).substr(0, 4) + " GiB (touched in " +
-                 fmt_seconds(now_ns() - t) + ")");
-        for (const auto& prog : programs_) {
-          for (const contender* c : order(rep)) {
-            guarded(*c, "memory", [&] {
-              session s = open_session(*c);
-              s.run_batch(prog.path.c_str(), 1, 1); // warm-up: forks are slow here
-              std::string key = "mem/" + c->name + "/" + prog.label + "/" +
-                                std::to_string(gib);
+      for (std::size_t pi = 0; pi < programs_.size(); ++pi) {
+        const auto& prog = programs_[pi];
+        for (const contender* c : order(rep)) {
+          if (c->copies_parent != forking)
+            continue;
+          const int ci = index_of(c);
+          guarded(*c, "memory", [&] {
+            std::vector<int> counts(nw);
+            for (std::size_t w = 0; w < nw; ++w) {
+              workers[w]->call({op_open, ci, static_cast<int>(pi), 0, 0});
               // Forking a large parent is slow: one round of n is enough.
-              int count = calibrated(key, s, prog.path.c_str(), n, n,
-                                     o_.memory_batch_seconds);
-              // A batch of a contender that does not fork is split into
-              // parts, each a sample: a part of a wall-clock batch on a
-              // shared virtual machine moves by 10-20% from one to the
-              // next, and a median over more samples reads the comparison
-              // across sizes closer.
-              const int parts = std::clamp(count / n, 1, o_.memory_batches);
-              for (int part = 0; part < parts; ++part) {
-                const int m = count / parts;
-                std::int64_t c0 = thread_cpu_ns();
-                std::int64_t t0 = now_ns();
-                s.run_batch(prog.path.c_str(), m, n);
-                double secs = static_cast<double>(now_ns() - t0) / 1e9;
-                std::int64_t c1 = thread_cpu_ns();
-                res_.add("parent_size_throughput", prog.label, c->name, gib,
-                         m / secs);
-                res_.add("parent_size_cpu_us", prog.label, c->name, gib,
-                         static_cast<double>(c1 - c0) / 1e3 / m);
+              counts[w] = calibrated_in(*workers[w], ci, static_cast<int>(pi),
+                                        n, o_.memory_batch_seconds);
+            }
+            // Parts of a batch, each a sample, as long as each still holds
+            // a round of n at every size.
+            int parts = o_.memory_batches;
+            for (int k : counts)
+              parts = std::min(parts, std::max(1, k / n));
+            for (int part = 0; part < parts; ++part) {
+              for (std::size_t k = 0; k < nw; ++k) {
+                const std::size_t w =
+                    (k + static_cast<std::size_t>(rep + part)) % nw;
+                const int m = std::max(n, counts[w] / parts);
+                worker_reply a = workers[w]->call(
+                    {op_batch, ci, static_cast<int>(pi), m, n});
+                const double secs = static_cast<double>(a.wall_ns) / 1e9;
+                res_.add("parent_size_throughput", prog.label, c->name,
+                         workers[w]->gib(), m / secs);
+                res_.add("parent_size_cpu_us", prog.label, c->name,
+                         workers[w]->gib(),
+                         static_cast<double>(a.cpu_ns) / 1e3 / m);
               }
-            });
-          }
+            }
+            for (auto& w : workers)
+              w->call({op_close, ci, static_cast<int>(pi), 0, 0});
+          });
         }
       }
+      progress("   rep " + std::to_string(rep + 1) + "/" +
+               std::to_string(o_.reps));
     }
-    check_strays("memory");
+  }
+
+  // The number of launches that makes a batch in `w` last about
+  // `batch_seconds`, at least one round of `n`; found with a pilot batch
+  // the first time.
+  int calibrated_in(size_worker& w, int ci, int pi, int n,
+                    double batch_seconds) {
+    const std::string key = "mem/" + contenders_[static_cast<std::size_t>(ci)]->name +
+                            "/" + programs_[static_cast<std::size_t>(pi)].label +
+                            "/" + std::to_string(w.gib());
+    auto it = counts_.find(key);
+    if (it != counts_.end())
+      return it->second;
+    const int pilot = std::max(n, 8);
+    worker_reply a = w.call({op_batch, ci, pi, pilot, n});
+    const double secs = std::max(static_cast<double>(a.wall_ns) / 1e9, 1e-9);
+    int k = static_cast<int>(pilot / secs * batch_seconds);
+    k = std::clamp(k, n, 1'000'000);
+    counts_[key] = k;
+    return k;
+  }
+
+  int index_of(const contender* c) const {
+    for (std::size_t i = 0; i < contenders_.size(); ++i)
+      if (contenders_[i] == c)
+        return static_cast<int>(i);
+    return -1;
   }
 
   void phase_sleepers() {
