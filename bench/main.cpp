@@ -117,7 +117,7 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
   --markdown PATH        write the results as Markdown tables
   --plot-data DIR        write gnuplot data (DIR/plot-throughput.tmp,
                          DIR/plot-parent-size.tmp)
-  --quick                a short run (under 30 s on an idle machine): fewer
+  --quick                a short run (about a minute on 2 idle cores): fewer
                          repetitions and samples, shorter batches, no 4 GiB
                          parent, 250 live children
   --reps N               repetitions (default 5, quick 3)
