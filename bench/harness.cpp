@@ -36,6 +36,19 @@ void check_wait_status(int wait_status, const char* who) {
   throw std::runtime_error(msg);
 }
 
+int wait_status_of(int code, int status) noexcept {
+  switch (code) {
+  case CLD_EXITED:
+    return (status & 0xff) << 8;
+  case CLD_KILLED:
+    return status & 0x7f;
+  case CLD_DUMPED:
+    return (status & 0x7f) | 0x80;
+  default:
+    return 0x7f | ((status & 0xff) << 8); // a stop, never seen with WEXITED
+  }
+}
+
 int kill_children_named(const char* path) {
   std::string name = path;
   if (auto slash = name.rfind('/'); slash != std::string::npos)

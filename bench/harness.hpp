@@ -91,13 +91,27 @@ struct contender {
   bool copies_parent = false;
 };
 
+/// A contender this machine cannot run (a C library without the function,
+/// say), with the reason; the results list it as not measured.
+struct unavailable_contender {
+  std::string name;
+  std::string reason;
+};
+
 class registry {
 public:
   void add(contender c) { list_.push_back(std::move(c)); }
+  void add_unavailable(std::string name, std::string reason) {
+    missing_.push_back({std::move(name), std::move(reason)});
+  }
   const std::vector<contender>& all() const noexcept { return list_; }
+  const std::vector<unavailable_contender>& unavailable() const noexcept {
+    return missing_;
+  }
 
 private:
   std::vector<contender> list_;
+  std::vector<unavailable_contender> missing_;
 };
 
 /// Throws std::runtime_error("what: strerror(err)").
@@ -106,6 +120,10 @@ private:
 /// Throws unless `wait_status` (as filled by waitpid) is a normal exit with
 /// status 0.
 void check_wait_status(int wait_status, const char* who);
+
+/// The waitpid-style status of a child reaped by waitid, from the si_code
+/// (`code`) and si_status (`status`) of its siginfo_t, for check_wait_status.
+int wait_status_of(int code, int status) noexcept;
 
 /// Sends SIGKILL to every child of this process whose command name (the
 /// first 15 bytes of the executable's file name, as in /proc/PID/stat) is

@@ -1391,8 +1391,9 @@ class reporter {
 public:
   reporter(const options& o, const results& r,
            const std::vector<const contender*>& cs,
+           const std::vector<unavailable_contender>& missing,
            const std::vector<program>& progs)
-      : o_(o), r_(r), cs_(cs), progs_(progs) {}
+      : o_(o), r_(r), cs_(cs), missing_(missing), progs_(progs) {}
 
   std::string cell(const std::string& metric, const std::string& prog,
                    const std::string& cont, double param) const {
@@ -1478,6 +1479,8 @@ public:
     for (const contender* c : cs_)
       t.rows.push_back({c->name, c->description});
     out += t.markdown() + "\n";
+    for (const auto& u : missing_)
+      out += "Not measured: `" + u.name + "`, " + u.reason + ".\n\n";
     if (auto ts = check_targets(r_); !ts.empty()) {
       out += "## Targets\n\n"
              "The figures the design's targets are about. For throughput "
@@ -1541,6 +1544,7 @@ private:
   const options& o_;
   const results& r_;
   const std::vector<const contender*>& cs_;
+  const std::vector<unavailable_contender>& missing_;
   const std::vector<program>& progs_;
 };
 
@@ -1666,6 +1670,7 @@ std::vector<std::pair<std::string, std::string>> machine_facts() {
 
 std::string json(const options& o, const results& r,
                  const std::vector<const contender*>& cs,
+                 const std::vector<unavailable_contender>& missing,
                  const std::vector<program>& progs, double elapsed) {
   std::ostringstream j;
   j << "{\n  \"tool\": \"aspawn-bench\",\n  \"format\": 1,\n";
@@ -1702,7 +1707,11 @@ std::string json(const options& o, const results& r,
   for (std::size_t i = 0; i < cs.size(); ++i)
     j << (i ? "," : "") << "\n    {\"name\": " << json_string(cs[i]->name)
       << ", \"description\": " << json_string(cs[i]->description) << "}";
-  j << "\n  ],\n  \"metrics\": [";
+  j << "\n  ],\n  \"unavailable_contenders\": [";
+  for (std::size_t i = 0; i < missing.size(); ++i)
+    j << (i ? "," : "") << "\n    {\"name\": " << json_string(missing[i].name)
+      << ", \"reason\": " << json_string(missing[i].reason) << "}";
+  j << (missing.empty() ? "" : "\n  ") << "],\n  \"metrics\": [";
   first = true;
   for (const auto& m : metrics) {
     j << (first ? "" : ",") << "\n    {\"id\": " << json_string(m.id)
@@ -1877,6 +1886,8 @@ int real_main(int argc, char** argv) {
   if (o.list) {
     for (const auto& c : reg.all())
       std::cout << c.name << "\t" << c.description << "\n";
+    for (const auto& u : reg.unavailable())
+      std::cout << u.name << "\tnot available: " << u.reason << "\n";
     return 0;
   }
 
@@ -1884,6 +1895,13 @@ int real_main(int argc, char** argv) {
   for (const auto& c : reg.all())
     if (o.only.empty() || o.only.count(c.name))
       cs.push_back(&c);
+  std::vector<unavailable_contender> missing;
+  for (const auto& u : reg.unavailable()) {
+    if (o.only.count(u.name))
+      throw std::runtime_error(u.name + " is not available here: " + u.reason);
+    if (o.only.empty())
+      missing.push_back(u);
+  }
   for (const auto& n : o.only)
     if (std::none_of(cs.begin(), cs.end(),
                      [&](const contender* c) { return c->name == n; }))
@@ -1917,19 +1935,24 @@ int real_main(int argc, char** argv) {
   runner run(o, cs, progs);
   run.run();
   const results& r = run.res();
-  reporter rep(o, r, cs, progs);
+  reporter rep(o, r, cs, missing, progs);
 
   std::cout << "\n" << rep.tables();
   std::cout << "Each figure: median of " << o.reps
             << " repetitions (ratio to " << ref_posix << " / ratio to "
             << ref_bp2 << ").\n\nSummary\n" << rep.headline();
+  for (const auto& u : missing)
+    std::cout << "  " << u.name << ": not measured, " << u.reason << "\n";
   if (auto ts = check_targets(r); !ts.empty()) {
     std::cout << "\nTargets (paired figures: median of side-by-side ratios)\n";
     for (const auto& c : ts) {
       char line[256];
-      std::snprintf(line, sizeof line, "  %-3s %-56s %-6s %-12s %7.3f (%s)\n",
+      char value[32] = "not measured";
+      if (!std::isnan(c.value))
+        std::snprintf(value, sizeof value, "%7.3f", c.value);
+      std::snprintf(line, sizeof line, "  %-3s %-56s %-6s %-12s %s (%s)\n",
                     c.met ? "met" : "NOT", c.target.c_str(),
-                    c.program.c_str(), c.contender.c_str(), c.value,
+                    c.program.c_str(), c.contender.c_str(), value,
                     c.bound.c_str());
       std::cout << line;
     }
@@ -1939,7 +1962,7 @@ int real_main(int argc, char** argv) {
   std::cout << b;
 
   if (!o.json_path.empty())
-    write_file(o.json_path, json(o, r, cs, progs, run.elapsed_s()));
+    write_file(o.json_path, json(o, r, cs, missing, progs, run.elapsed_s()));
   if (!o.markdown_path.empty())
     write_file(o.markdown_path,
                rep.markdown(machine_markdown(run.elapsed_s())));
