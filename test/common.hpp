@@ -45,6 +45,28 @@ inline aspawn::command helper_cmd(std::initializer_list<std::string_view> args) 
   return aspawn::command(helper(), args);
 }
 
+/// Whether `fd` is open with FD_CLOEXEC.
+inline bool is_cloexec(int fd) {
+  int fl = ::fcntl(fd, F_GETFD);
+  REQUIRE(fl >= 0);
+  return (fl & FD_CLOEXEC) != 0;
+}
+
+/// Reads `s` (a synchronous Asio stream) to end-of-file.
+template <typename Stream> std::string read_to_eof(Stream& s) {
+  std::string out;
+  error_code ec;
+  asio::read(s, asio::dynamic_buffer(out), ec);
+  CHECK(ec == asio::error::eof);
+  return out;
+}
+
+/// An io_context whose shutdown() (normally called by its destructor) a test
+/// can call first.
+struct inspectable_context : asio::io_context {
+  using asio::io_context::shutdown;
+};
+
 /// The open fds of this process.
 inline std::set<int> open_fds() {
   auto fds = proc::open_fds();

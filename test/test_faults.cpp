@@ -601,10 +601,6 @@ namespace {
 
 // An io_context whose services can be shut down before they are destroyed,
 // to look at the stack pool in between.
-struct inspectable_context : io_context {
-  using io_context::shutdown;
-};
-
 struct report_gate {
   int report_fd;
   int gate_fd;
@@ -674,7 +670,7 @@ TEST_CASE("destroying the io_context while a launch is in flight kills and "
     cmd.child_function(report_then_block, &data, sizeof data);
     cmd.prepare();
 
-    auto ctx = std::make_unique<inspectable_context>();
+    auto ctx = std::make_unique<test::inspectable_context>();
     auto& pool = aspawn::stack_pool::of(*ctx);
     int completions = 0;
     constexpr int n = 3;

@@ -13,17 +13,11 @@ namespace asio = boost::asio;
 
 namespace {
 
-bool is_cloexec(int fd) {
-  int fl = ::fcntl(fd, F_GETFD);
-  REQUIRE(fl >= 0);
-  return (fl & FD_CLOEXEC) != 0;
-}
-
 // Reads `pipe` to end-of-file from a coroutine. (Results of co_await are
 // checked outside Catch's macros: GCC 12 mishandles temporaries across a
 // suspension inside them.)
 template <typename Pipe>
-asio::awaitable<std::string> read_all(Pipe& pipe) {
+asio::awaitable<std::string> co_read_all(Pipe& pipe) {
   std::string text;
   auto [ec, n] = co_await asio::async_read(pipe, asio::dynamic_buffer(text),
                                            asio::as_tuple(asio::use_awaitable));
@@ -67,14 +61,14 @@ TEST_CASE("stdout and stderr captured through pipes the command makes",
     REQUIRE(err.is_open());
     CHECK_FALSE(p.has_pipe(1));
     // The parent's ends never reach another child.
-    CHECK(is_cloexec(out.native_handle()));
-    CHECK(is_cloexec(err.native_handle()));
+    CHECK(test::is_cloexec(out.native_handle()));
+    CHECK(test::is_cloexec(err.native_handle()));
     {
-      auto got_ = co_await read_all(out);
+      auto got_ = co_await co_read_all(out);
       CHECK(got_ == "to stdout\n");
     }
     {
-      auto got_ = co_await read_all(err);
+      auto got_ = co_await co_read_all(err);
       CHECK(got_ == "to stderr\n");
     }
     {
@@ -107,7 +101,7 @@ TEST_CASE("stdin fed through a pipe the command makes", "[pipes]") {
           written = true;
         },
         asio::detached);
-    std::string got = co_await read_all(out);
+    std::string got = co_await co_read_all(out);
     CHECK(written);
     CHECK(got.size() == text.size());
     CHECK(got == text);
@@ -140,7 +134,7 @@ TEST_CASE("each launch of a prepared command gets pipes of its own",
     } // each stdin pipe closes here: end-of-file for its cat
     for (int i = 0; i < n; ++i) {
       auto out = procs[i].take_stdout_pipe();
-      got[i] = co_await read_all(out);
+      got[i] = co_await co_read_all(out);
       {
         auto got_ = co_await procs[i].async_wait(asio::use_awaitable);
         CHECK(got_ == 0);
@@ -168,7 +162,7 @@ TEST_CASE("pipes work whatever descriptor numbers they get in the parent",
     auto p = co_await aspawn::async_spawn(ex, cmd, asio::use_awaitable);
     auto out = p.take_stdout_pipe();
     CHECK(out.native_handle() < 60);
-    text = co_await read_all(out);
+    text = co_await co_read_all(out);
     {
       auto got_ = co_await p.async_wait(asio::use_awaitable);
       CHECK(got_ == 0);
@@ -249,7 +243,7 @@ TEST_CASE("a pipeline wired with command pipes: producer | consumer",
     auto p2 = co_await aspawn::async_spawn(ex, consumer, asio::use_awaitable);
     mid.close(); // the consumer holds its own copy
     auto out = p2.take_stdout_pipe();
-    text = co_await read_all(out);
+    text = co_await co_read_all(out);
     {
       auto got_ = co_await p1.async_wait(asio::use_awaitable);
       CHECK(got_ == 0);

@@ -31,12 +31,6 @@ void spew(const std::string& path, const std::string& text) {
   REQUIRE(out.good());
 }
 
-bool is_cloexec(int fd) {
-  int fl = ::fcntl(fd, F_GETFD);
-  REQUIRE(fl >= 0);
-  return (fl & FD_CLOEXEC) != 0;
-}
-
 // Writes `text` into the pipe and closes its write end, so that a reader
 // sees the text and then EOF.
 void feed(test::pipe_pair& p, const std::string& text) {
@@ -234,7 +228,7 @@ TEST_CASE("a standard stream can be a copy of a parent descriptor",
     REQUIRE_FALSE(r.ec);
     CHECK(r.out == "piped input\n");
     // The parent's descriptor is untouched, close-on-exec included.
-    CHECK(is_cloexec(in.rd));
+    CHECK(test::is_cloexec(in.rd));
   }
   SECTION("stderr to a pipe") {
     test::pipe_pair err;

@@ -57,12 +57,6 @@ int inheritable_null(int at) {
   return moved;
 }
 
-bool is_cloexec(int fd) {
-  int fl = ::fcntl(fd, F_GETFD);
-  REQUIRE(fl >= 0);
-  return (fl & FD_CLOEXEC) != 0;
-}
-
 std::string link_of(int fd) {
   char buf[PATH_MAX];
   std::string path = "/proc/self/fd/" + std::to_string(fd);
@@ -188,7 +182,7 @@ TEST_CASE("map_fd puts a parent descriptor at the requested child number",
     CHECK(out == "fds=0 1 2 7\nfd 7 -> " + link_of(p.wr) + "\n");
     CHECK(p.read_all() == "through 7");
     // The parent's descriptor is as it was: same number, close-on-exec.
-    CHECK(is_cloexec(p.rd));
+    CHECK(test::is_cloexec(p.rd));
   }
   CHECK(test::open_fds() == before);
   CHECK_FALSE(test::has_children());
@@ -267,7 +261,7 @@ TEST_CASE("inherit_fd keeps a close-on-exec descriptor at its number",
   auto before = test::open_fds();
   {
     test::pipe_pair p;
-    REQUIRE(is_cloexec(p.wr));
+    REQUIRE(test::is_cloexec(p.wr));
     std::string n = std::to_string(p.wr);
 
     // Without it the descriptor does not reach the child.
@@ -278,7 +272,7 @@ TEST_CASE("inherit_fd keeps a close-on-exec descriptor at its number",
         test::helper_cmd({"write", n, "inherited", "fds"}).inherit_fd(p.wr));
     CHECK(out == fds_line({0, 1, 2, p.wr}));
     // The child changed its own table, not the parent's.
-    CHECK(is_cloexec(p.wr));
+    CHECK(test::is_cloexec(p.wr));
     CHECK(p.read_all() == "inherited");
   }
   CHECK(test::open_fds() == before);
@@ -297,7 +291,7 @@ TEST_CASE("close_fd closes a descriptor in the child only", "[steps][fd]") {
                                     .close_fd(500)); // not open: fine
     std::set<int> expected{0, 1, 2};
     for (int fd : test::open_fds())
-      if (!is_cloexec(fd) && fd != drop.fd)
+      if (!test::is_cloexec(fd) && fd != drop.fd)
         expected.insert(fd);
     CHECK(expected.count(keep.fd) == 1);
     CHECK(out == fds_line(expected));
@@ -339,7 +333,7 @@ TEST_CASE("the child sees only 0, 1, 2 and the descriptors it is given",
     SECTION("close_other_fds(false) keeps every inheritable descriptor") {
       std::set<int> expected{0, 1, 2};
       for (int fd : test::open_fds())
-        if (!is_cloexec(fd))
+        if (!test::is_cloexec(fd))
           expected.insert(fd);
       for (int at : spots)
         REQUIRE(expected.count(at) == 1);

@@ -47,10 +47,10 @@ std::string tty_leader() {
 }
 
 // The leader's report: line name -> key -> value.
-using report = std::map<std::string, std::map<std::string, std::string>>;
+using leader_report = std::map<std::string, std::map<std::string, std::string>>;
 
-report parse_report(const std::string& out) {
-  report r;
+leader_report parse_report(const std::string& out) {
+  leader_report r;
   for (auto& l : test::lines(out)) {
     std::istringstream in(l);
     std::string name, tok;
@@ -65,7 +65,7 @@ report parse_report(const std::string& out) {
   return r;
 }
 
-long num(report& r, const std::string& line, const std::string& key) {
+long num(leader_report& r, const std::string& line, const std::string& key) {
   INFO("report line '" << line << "', key '" << key << "'");
   REQUIRE(r.count(line));
   REQUIRE(r[line].count(key));
@@ -73,7 +73,7 @@ long num(report& r, const std::string& line, const std::string& key) {
 }
 
 // Runs the leader in a new session with `mode`; returns its report.
-report run_leader(const std::string& mode) {
+leader_report run_leader(const std::string& mode) {
   auto before = test::open_fds();
   auto res = test::run(command(tty_leader(), {test::helper(), mode})
                            .new_session()
@@ -99,7 +99,7 @@ report run_leader(const std::string& mode) {
 }
 
 // Checks a successful foreground launch reported by the leader.
-void check_moved_to_foreground(report& r) {
+void check_moved_to_foreground(leader_report& r) {
   INFO("launch: step=" << r["launch"]["step"]);
   REQUIRE(num(r, "launch", "failed") == 0);
   CHECK(num(r, "launch", "code") == 0);

@@ -12,21 +12,13 @@ namespace env = aspawn::environment;
 
 namespace {
 
-template <typename Stream> std::string read_all(Stream& s) {
-  std::string out;
-  error_code ec;
-  asio::read(s, asio::dynamic_buffer(out), ec);
-  CHECK(ec == asio::error::eof);
-  return out;
-}
-
 // The helper's "env" output when launched with `init`.
 template <typename Init> std::string child_env(Init&& init) {
   io_context ctx;
   asio::readable_pipe out(ctx);
   aspawn::process p(ctx, test::helper(), {"env"}, std::forward<Init>(init),
                     aspawn::process_stdio{{}, out, {}});
-  auto text = read_all(out);
+  auto text = test::read_to_eof(out);
   CHECK(p.wait() == 0);
   return text;
 }

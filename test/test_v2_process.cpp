@@ -17,14 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-template <typename Stream> std::string read_all(Stream& s) {
-  std::string out;
-  error_code ec;
-  asio::read(s, asio::dynamic_buffer(out), ec);
-  CHECK(ec == asio::error::eof);
-  return out;
-}
-
 // A path type known only by its native() member.
 struct custom_path {
   std::string s;
@@ -78,7 +70,7 @@ TEST_CASE("argv[0] is the path as given; a bare name is not searched in PATH",
   asio::readable_pipe out(ctx);
   aspawn::process p(ctx, test::helper(), {"args"},
                     aspawn::process_stdio{{}, out, {}});
-  CHECK(read_all(out) == "arg[0]=" + test::helper() + "\narg[1]=args\n");
+  CHECK(test::read_to_eof(out) == "arg[0]=" + test::helper() + "\narg[1]=args\n");
   CHECK(p.wait() == 0);
 
   // "sh" exists in PATH, but v2 paths are paths: ./sh does not exist here.
@@ -153,7 +145,7 @@ TEST_CASE("initializers: the callable and on_setup forms", "[v2][process]") {
                     {"getenv", "FROM_LAMBDA", "getenv", "FROM_MEMBER"},
                     [](aspawn::command& c) { c.env_set("FROM_LAMBDA", "2"); },
                     add_env{}, aspawn::process_stdio{{}, out, {}});
-  CHECK(read_all(out) == "FROM_LAMBDA=2\nFROM_MEMBER=1\n");
+  CHECK(test::read_to_eof(out) == "FROM_LAMBDA=2\nFROM_MEMBER=1\n");
   CHECK(p.wait() == 0);
 
   // An initializer's error stops the launch.
@@ -187,7 +179,7 @@ TEST_CASE("make_command translates initializers for async_spawn",
   }
   ctx.run();
   CHECK(code == 0);
-  CHECK(read_all(out) == "cwd=/\nONLY=this\n");
+  CHECK(test::read_to_eof(out) == "cwd=/\nONLY=this\n");
 
   aspawn::command bad;
   CHECK(aspawn::make_command(bad, "", std::vector<std::string>{}) ==

@@ -9,14 +9,6 @@ namespace asio = test::asio;
 
 namespace {
 
-template <typename Stream> std::string read_all(Stream& s) {
-  std::string out;
-  error_code ec;
-  asio::read(s, asio::dynamic_buffer(out), ec);
-  CHECK(ec == asio::error::eof);
-  return out;
-}
-
 struct temp_file {
   std::string name = "/tmp/aspawn-v2-stdio-XXXXXX";
   temp_file() {
@@ -70,8 +62,8 @@ TEST_CASE("process_stdio: pipes are created for unopened pipe objects",
   CHECK(err.is_open());
   asio::write(in, asio::buffer(std::string("abc")));
   in.close();
-  CHECK(read_all(out) == "abc");
-  CHECK(read_all(err) == "done\n");
+  CHECK(test::read_to_eof(out) == "abc");
+  CHECK(test::read_to_eof(err) == "done\n");
   CHECK(proc.wait() == 0);
 }
 
@@ -80,7 +72,7 @@ TEST_CASE("process_stdio: designated initializers", "[v2][stdio]") {
   asio::readable_pipe out(ctx);
   aspawn::process proc(ctx, test::helper(), {"fdinfo", "2", "echoerr", "x"},
                        aspawn::process_stdio{.out = out, .err = nullptr});
-  CHECK(read_all(out) == "fd 2 -> /dev/null\n");
+  CHECK(test::read_to_eof(out) == "fd 2 -> /dev/null\n");
   CHECK(proc.wait() == 0);
 }
 
@@ -118,7 +110,7 @@ TEST_CASE("process_stdio: descriptors, FILE* and I/O objects",
     child_in.close();
     REQUIRE(::write(p.wr, "xyz", 3) == 3);
     p.close_wr();
-    CHECK(read_all(out) == "xyz");
+    CHECK(test::read_to_eof(out) == "xyz");
     CHECK(proc.wait() == 0);
   }
 
@@ -128,7 +120,7 @@ TEST_CASE("process_stdio: descriptors, FILE* and I/O objects",
     aspawn::process proc(ctx, test::helper(), {"echo", "over a socket"},
                          aspawn::process_stdio{{}, b, {}});
     b.close();
-    CHECK(read_all(a) == "over a socket\n");
+    CHECK(test::read_to_eof(a) == "over a socket\n");
     CHECK(proc.wait() == 0);
   }
 }
@@ -152,7 +144,7 @@ TEST_CASE("process_stdio: paths", "[v2][stdio]") {
   asio::readable_pipe out(ctx);
   aspawn::process r(ctx, test::helper(), {"cat"},
                     aspawn::process_stdio{f.name.c_str(), out, {}});
-  CHECK(read_all(out) == "ab\n3456789\n");
+  CHECK(test::read_to_eof(out) == "ab\n3456789\n");
   CHECK(r.wait() == 0);
 
   // A file created with mode 0660 (less the umask).

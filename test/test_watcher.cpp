@@ -42,10 +42,6 @@ struct gated {
   void open() { REQUIRE(::write(gate.wr, "x", 1) == 1); }
 };
 
-struct inspectable_context : io_context {
-  using io_context::shutdown;
-};
-
 // A completion handler too large for a launch stack's parent area.
 struct big_handler {
   std::array<char, 2048> ballast{};
@@ -125,7 +121,7 @@ TEST_CASE("a handler too large for the stack's parent area is watched by a "
           "[watcher]") {
   auto before = test::open_fds();
   {
-    inspectable_context ctx;
+    test::inspectable_context ctx;
     auto& pool = aspawn::stack_pool::of(ctx);
 
     SECTION("success") {
@@ -685,7 +681,7 @@ TEST_CASE("destroying the io_context with an exit wait pending destroys the "
           "[watcher][process][lifetime]") {
   bool ran = false;
   {
-    inspectable_context ctx;
+    test::inspectable_context ctx;
     auto p = std::make_unique<aspawn::process>(pausing_child(ctx));
     p->async_wait([&](error_code, int) { ran = true; });
     ctx.poll();
