@@ -35,7 +35,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/epoll.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -204,7 +203,7 @@ public:
       if (kind_[fd] == none)
         continue;
       const int pidfd = static_cast<int>(fd);
-      ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0u);
+      kill_pidfd(pidfd);
       siginfo_t si{};
       ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &si, WEXITED);
       ::close(pidfd);
@@ -245,7 +244,7 @@ public:
     ev.data.fd = pidfd;
     if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
       int err = errno;
-      ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0u);
+      kill_pidfd(pidfd);
       reap(pidfd);
       throw_errno(err, "epoll_ctl(pidfd)");
     }
@@ -288,8 +287,7 @@ public:
   void kill_sleepers() {
     for (std::size_t fd = 0; fd < kind_.size(); ++fd)
       if (kind_[fd] == asleep)
-        ::syscall(SYS_pidfd_send_signal, static_cast<int>(fd), SIGKILL,
-                  nullptr, 0u);
+        kill_pidfd(static_cast<int>(fd));
   }
 
   int workers() const noexcept { return workers_; }

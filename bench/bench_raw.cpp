@@ -43,7 +43,6 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,11 +52,6 @@ extern char** environ;
 
 namespace aspawn_bench {
 namespace {
-
-int send_kill(int pidfd) {
-  return static_cast<int>(
-      ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0u));
-}
 
 constexpr std::size_t stack_size = 64 * 1024;
 constexpr std::size_t guard_size = 4096;
@@ -148,7 +142,7 @@ public:
       if (s->status_fd >= 0)
         ::close(s->status_fd);
       if (s->pidfd >= 0) {
-        send_kill(s->pidfd);
+        kill_pidfd(s->pidfd);
         siginfo_t si{};
         ::waitid(P_PIDFD, static_cast<id_t>(s->pidfd), &si, WEXITED);
         ::close(s->pidfd);
@@ -241,7 +235,7 @@ public:
   void kill_sleepers() {
     for (auto& s : slots_)
       if (s->sleeper && s->pidfd >= 0)
-        send_kill(s->pidfd);
+        kill_pidfd(s->pidfd);
   }
 
   int live_sleepers() const noexcept { return live_sleepers_; }

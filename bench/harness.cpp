@@ -7,6 +7,7 @@
 
 #include "harness.hpp"
 
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +49,25 @@ int wait_status_of(int code, int status) noexcept {
   default:
     return 0x7f | ((status & 0xff) << 8); // a stop, never seen with WEXITED
   }
+}
+
+int kill_pidfd(int pidfd) noexcept {
+  return static_cast<int>(
+      ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0u));
+}
+
+bool read_exact(int fd, void* buf, std::size_t size) noexcept {
+  auto* p = static_cast<char*>(buf);
+  std::size_t got = 0;
+  while (got < size) {
+    ssize_t k = ::read(fd, p + got, size - got);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return false;
+    got += static_cast<std::size_t>(k);
+  }
+  return true;
 }
 
 int kill_children_named(const char* path) {

@@ -20,6 +20,7 @@
 #define ASPAWN_BENCH_HARNESS_HPP
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -124,6 +125,14 @@ void check_wait_status(int wait_status, const char* who);
 /// The waitpid-style status of a child reaped by waitid, from the si_code
 /// (`code`) and si_status (`status`) of its siginfo_t, for check_wait_status.
 int wait_status_of(int code, int status) noexcept;
+
+/// Sends SIGKILL to the process of `pidfd` (pidfd_send_signal); returns 0 or
+/// -1 with errno set.
+int kill_pidfd(int pidfd) noexcept;
+
+/// Reads exactly `size` bytes from `fd` into `buf`, retrying after EINTR.
+/// Returns false at end of file or on an error.
+bool read_exact(int fd, void* buf, std::size_t size) noexcept;
 
 /// Sends SIGKILL to every child of this process whose command name (the
 /// first 15 bytes of the executable's file name, as in /proc/PID/stat) is

@@ -544,11 +544,10 @@ private:
     return b;
   }
 
-  // Contenders in a rotated order, so that none is always first or last.
-  // A fixed shuffle per repetition (the same in every run): a rotation
-  // changes who goes first, not who follows whom, and the contender that
-  // always came right after the forking ones, or always a few places after
-  // the raw loop, was measured in conditions of its own.
+  // The contenders in a fixed shuffle per repetition (the same in every
+  // run). A rotation changes who goes first, not who follows whom, and the
+  // contender that always came right after the forking ones, or always a
+  // few places after the raw loop, was measured in conditions of its own.
   std::vector<const contender*> order(int rep) const {
     std::vector<const contender*> v;
     for (const contender* c : contenders_)
@@ -822,16 +821,8 @@ private:
 
     worker_reply receive() {
       worker_reply a{};
-      std::size_t got = 0;
-      auto* p = reinterpret_cast<char*>(&a);
-      while (got < sizeof a) {
-        ssize_t k = ::read(fd_, p + got, sizeof a - got);
-        if (k < 0 && errno == EINTR)
-          continue;
-        if (k <= 0)
-          throw worker_lost(lost_message());
-        got += static_cast<std::size_t>(k);
-      }
+      if (!read_exact(fd_, &a, sizeof a))
+        throw worker_lost(lost_message());
       return a;
     }
 
@@ -888,21 +879,9 @@ private:
       ::_exit(1);
     }
     std::unique_ptr<session> s;
-    auto read_request = [&](worker_request& q) {
-      std::size_t got = 0;
-      auto* p = reinterpret_cast<char*>(&q);
-      while (got < sizeof q) {
-        ssize_t k = ::read(fd, p + got, sizeof q - got);
-        if (k < 0 && errno == EINTR) // a contender's SIGCHLD handler
-          continue;
-        if (k <= 0)
-          return false;
-        got += static_cast<std::size_t>(k);
-      }
-      return true;
-    };
     worker_request q;
-    while (read_request(q)) {
+    // (read_exact retries after EINTR: a contender's SIGCHLD handler.)
+    while (read_exact(fd, &q, sizeof q)) {
       worker_reply a{};
       try {
         const char* path =
