@@ -46,14 +46,22 @@ void feed(test::pipe_pair& p, const std::string& text) {
 // while it waits, then lets it exit and reaps it. Returns the link target,
 // or "closed".
 std::string child_fd_target(command cmd, int fd) {
-  test::pipe_pair gate;
-  constexpr int gate_fd = 9;
+  // The child writes to `ready` once it runs its main: until then the
+  // dynamic loader may hold a library open on the lowest free descriptor,
+  // which is the one a closed stream leaves.
+  test::pipe_pair ready, gate;
+  constexpr int ready_fd = 8, gate_fd = 9;
+  cmd.map_fd(ready_fd, ready.wr).arg("write").arg(std::to_string(ready_fd)).arg("r");
   cmd.map_fd(gate_fd, gate.rd).arg("wait-fd").arg(std::to_string(gate_fd));
   std::string target = "<not launched>";
   int code = -1;
   io_context ctx;
   aspawn::async_spawn(ctx, cmd, [&](aspawn::error_code ec, auto p) {
     REQUIRE_FALSE(ec);
+    ready.close_wr(); // a child that dies first gives EOF, not a hang
+    char c;
+    while (::read(ready.rd, &c, 1) < 0 && errno == EINTR) {
+    }
     std::string link =
         "/proc/" + std::to_string(p.id()) + "/fd/" + std::to_string(fd);
     char buf[PATH_MAX];
