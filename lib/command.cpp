@@ -417,6 +417,27 @@ command& command::kill_on_parent_death() {
   return *this;
 }
 
+bool command::binds_calling_thread() const noexcept {
+  if (exe_fd_ || cgroup_fd_ || kill_on_parent_death_)
+    return true;
+  for (const auto& r : stdio_)
+    if (r.which() == redirect::kind::fd)
+      return true;
+  for (const auto& s : steps_) {
+    switch (s.st.kind) {
+    case step_kind::dup: // the caller's source fd
+    case step_kind::fchdir:
+    case step_kind::tcsetpgrp:
+    case step_kind::pdeathsig:
+    case step_kind::user_function:
+      return true;
+    default:
+      break;
+    }
+  }
+  return false;
+}
+
 command::held_fd::~held_fd() {
   if (fd >= 0)
     ::close(fd);

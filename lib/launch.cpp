@@ -238,7 +238,8 @@ void stack_cache::trim() noexcept {
 
 // ---- launch ---------------------------------------------------------------
 
-error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
+error_code prepare_launch(const command& cmd, stack_cache& stacks,
+                          launched& out) {
   out = launched{};
   if (cmd.error())
     return cmd.error();
@@ -318,12 +319,35 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
     return errc::arguments_too_large;
   }
 
+  cargs->blob = blob;
+  cargs->path = reinterpret_cast<const char*>(blob + h.exe);
+  cargs->argv = argv;
+  cargs->envp = envp;
+  cargs->status_fd = -1;
+  cargs->exec_fd = -1;
+  for (int& fd : cargs->slot)
+    fd = -1;
+  // The child starts with the mask of the thread that asked for the
+  // launch, whichever thread clones it.
+  sys::rt_sigprocmask(SIG_BLOCK, nullptr, &cargs->parent_mask);
+
+  out.stack = stack;
+  out.args = cargs;
+  out.cgroup_fd = cmd.cgroup_fd();
+  out.wants_credentials = cmd.changes_credentials();
+  return {};
+}
+
+error_code start_launch(launched& out) {
+  auto* cargs = static_cast<detail::child_args*>(out.args);
+  const stack_region stack = out.stack;
+  std::byte* const sp = reinterpret_cast<std::byte*>(cargs);
+  detail::blob_header h;
+  std::memcpy(&h, cargs->blob, sizeof h);
+
   int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
-    auto ec = sys_error(-errno);
-    stacks.release(stack);
-    return ec;
-  }
+  if (::pipe2(pipefd, O_CLOEXEC) != 0)
+    return sys_error(-errno);
 
   // Pipes the command asked for: the child's end goes in its slot, the
   // parent's end to the caller.
@@ -340,23 +364,17 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
       close_pipes(out);
       ::close(pipefd[0]);
       ::close(pipefd[1]);
-      stacks.release(stack);
       return ec;
     }
     child_end[i] = p[i == 0 ? 0 : 1];
     out.pipes[i] = p[i == 0 ? 1 : 0];
   }
 
-  cargs->blob = blob;
-  cargs->path = reinterpret_cast<const char*>(blob + h.exe);
-  cargs->argv = argv;
-  cargs->envp = envp;
   cargs->status_fd = pipefd[1];
-  cargs->exec_fd = -1;
   for (int i = 0; i < 3; ++i)
     cargs->slot[i] = child_end[i];
 
-  const bool creds = cmd.changes_credentials();
+  const bool creds = out.wants_credentials;
   if (creds)
     begin_credential_launch();
 
@@ -368,7 +386,6 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
   sys::sigset all = ~sys::sigset{0};
   sys::sigset old_mask = 0;
   sys::rt_sigprocmask(SIG_SETMASK, &all, &old_mask);
-  cargs->parent_mask = old_mask;
 
   int pidfd = -1;
   long pid = -ENOSYS;
@@ -376,7 +393,7 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
   bool refused_without_nnp = false;
   cargs->autokill = 0;
   auto m = static_cast<clone_method>(method.load(std::memory_order_relaxed));
-  const int cgroup_fd = cmd.cgroup_fd();
+  const int cgroup_fd = out.cgroup_fd;
   if (cgroup_fd >= 0 && m == clone_method::legacy_clone)
     pid = -ENOTSUP; // only clone3 can place a child in a cgroup
   else if (m != clone_method::legacy_clone) {
@@ -457,7 +474,6 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
     close_pipes(out);
     if (creds)
       end_credential_launch();
-    stacks.release(stack);
     if (pid == -ENOTSUP)
       return errc::unsupported_by_kernel;
     return sys_error(pid);
@@ -471,8 +487,18 @@ error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
   out.pidfd = pidfd;
   out.autoreaped = autokilled;
   out.status_fd = pipefd[0];
-  out.stack = stack;
   out.credentials = creds;
+  return {};
+}
+
+error_code launch(const command& cmd, stack_cache& stacks, launched& out) {
+  if (auto ec = prepare_launch(cmd, stacks, out))
+    return ec;
+  if (auto ec = start_launch(out)) {
+    stacks.release(out.stack);
+    out = launched{};
+    return ec;
+  }
   return {};
 }
 

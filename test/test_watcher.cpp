@@ -57,6 +57,14 @@ struct big_handler {
   }
 };
 
+// Waits (up to 10 s) until the pool's launch thread has cloned every
+// launch handed to it: they are all watched then.
+void wait_until_cloned(const aspawn::stack_pool& pool) {
+  for (int i = 0; i < 10000 && pool.queued() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(pool.queued() == 0);
+}
+
 } // namespace
 
 TEST_CASE("launches from an io_context are watched by its pool, not by a "
@@ -275,6 +283,7 @@ TEST_CASE("more launches in flight than one batch of the watcher's events",
       if (!ec && c == 0)
         ++ok;
     });
+  wait_until_cloned(pool);
   CHECK(pool.watching() == static_cast<std::size_t>(n));
   ctx.run();
   CHECK(ok == n);
@@ -311,6 +320,7 @@ TEST_CASE("the watcher never runs in a strand, even one the first launch's "
   aspawn::async_execute(asio::any_io_executor(strand),
                         test::helper_cmd({"exit", "1"}),
                         [&](error_code, int c) { first = c; });
+  wait_until_cloned(aspawn::stack_pool::of(ctx));
   CHECK(aspawn::stack_pool::of(ctx).watching() == 1); // it fits the stack
   ctx.run();
   REQUIRE(first == 1);
@@ -382,6 +392,7 @@ TEST_CASE("a launch completes in the event loop pass that sees its pipe",
                         if (!ec)
                           code = p.wait();
                       });
+  wait_until_cloned(aspawn::stack_pool::of(ctx));
   REQUIRE(aspawn::stack_pool::of(ctx).watching() == 1);
   // One handler: the watcher's wakeup, which resumes the launch and runs
   // its completion there, on the executor it was started from.

@@ -145,6 +145,8 @@ template <typename Executor> struct spawn_op {
   error_code result_{};
   bool cancelled_ = false;
   int state_ = 0;
+  // Where the operation waits for the pool (its stack's parent area).
+  void* parked_at_ = nullptr;
 
   enum : int { start, watched, reading, reaping, done_posted };
 
@@ -155,35 +157,52 @@ template <typename Executor> struct spawn_op {
       auto& pool = stack_pool::of(
           boost::asio::query(ex_, boost::asio::execution::context));
       guard_.stacks = &pool.cache();
-      result_ = aspawn::launch(*cmd_, pool.cache(), guard_.l);
-      cmd_ = nullptr; // everything the child reads is on its stack now
+      if (on_launch_thread<Self>(pool)) {
+        // Only the preparation here: the pool's thread clones.
+        result_ = aspawn::prepare_launch(*cmd_, pool.cache(), guard_.l);
+        cmd_ = nullptr; // everything the child reads is on its stack now
+        if (!result_ && submit_to_pool(self, pool))
+          return; // `self` (and this object) now live in the stack's parent area
+        if (!result_ && (result_ = aspawn::start_launch(guard_.l))) {
+          pool.cache().release(guard_.l.stack);
+          guard_.l = launched{};
+        }
+      } else {
+        result_ = aspawn::launch(*cmd_, pool.cache(), guard_.l);
+        cmd_ = nullptr; // everything the child reads is on its stack now
+      }
       if (!result_ && watch_in_pool(self, pool))
         return; // `self` (and this object) now live in the stack's parent area
-      if (!result_) {
-        try {
-          guard_.watch(ex_, std::exchange(guard_.l.status_fd, -1), false);
-        } catch (const boost::system::system_error& e) {
-          // Cannot watch the pipe: the guard abandons the child right away.
-          result_ = e.code();
-          guard_.~launch_guard();
-          new (&guard_) launch_guard<Executor>();
-        }
-      }
-      if (result_) {
-        state_ = done_posted;
-        boost::asio::post(ex_, std::move(self));
-        return;
-      }
-      state_ = reading;
-      read(self);
+      watch_here(self);
       return;
     }
     case watched: {
       // Resumed by the pool's watcher, on this operation's executor.
-      auto* e = reinterpret_cast<watch_entry*>(parent_storage(guard_.l.stack));
+      auto* e = static_cast<watch_entry*>(parked_at_);
       const std::uint32_t events = e->events.load(std::memory_order_acquire);
       const bool cancelled = e->cancelled.load(std::memory_order_acquire);
+      const bool submitted = e->submitted;
+      const error_code launch_error = e->launch_error;
+      if (submitted)
+        guard_.l = e->job; // cloned (or not) by the pool's thread
       e->~watch_entry();
+      if (submitted && (launch_error || events == 0)) {
+        if (launch_error) {
+          // Not started (or cancelled while queued): only the stack to give
+          // back.
+          guard_.release_stack();
+          guard_.l = launched{};
+          self.complete(launch_error, process_type(ex_));
+          return;
+        }
+        // Started, but the pool could not watch its pipe.
+        if (cancelled) {
+          cancelled_ = true;
+          kill();
+        }
+        watch_here(self);
+        return;
+      }
       bool reported = false;
       if (events & EPOLLIN) {
         // A failure record, written at once (at most PIPE_BUF bytes) before
@@ -277,6 +296,29 @@ template <typename Executor> struct spawn_op {
   }
 
 private:
+  // After a launch on this thread (or one the pool started but cannot
+  // watch): the status pipe is read through a descriptor of the
+  // operation's own, or the error is posted.
+  template <typename Self> void watch_here(Self& self) {
+    if (!result_) {
+      try {
+        guard_.watch(ex_, std::exchange(guard_.l.status_fd, -1), false);
+      } catch (const boost::system::system_error& e) {
+        // Cannot watch the pipe: the guard abandons the child right away.
+        result_ = e.code();
+        guard_.~launch_guard();
+        new (&guard_) launch_guard<Executor>();
+      }
+    }
+    if (result_) {
+      state_ = done_posted;
+      boost::asio::post(ex_, std::move(self));
+      return;
+    }
+    state_ = reading;
+    read(self);
+  }
+
   void kill() {
     if (guard_.l.pidfd >= 0)
       aspawn::send_signal(guard_.l.pidfd, SIGKILL);
@@ -297,8 +339,16 @@ private:
       w->self.~Self();
       w->work.~work_type();
       if (mode == fire_mode::destroy) {
-        // The context shuts down: `op` abandons its child as it goes.
+        // The context shuts down: `op` abandons its child as it goes; for a
+        // launch the pool's thread started (or never started), the entry
+        // holds it.
         op.get_cancellation_state().slot().clear();
+        if (w->submitted) {
+          launched job = w->job;
+          stack_cache* stacks = w->stacks;
+          w->job = launched{};
+          abandon_launch(job, *stacks);
+        }
         return;
       }
       w->events.store(events, std::memory_order_release);
@@ -321,34 +371,93 @@ private:
     }
   };
 
-  // Hands the status pipe to the pool's watcher, moving `self` into the
-  // stack's parent area. False (and nothing moved) where the pool does not
-  // watch, or the operation does not fit there.
-  template <typename Self> bool watch_in_pool(Self& self, stack_pool& pool) {
+  // A launch the pool's thread starts: cancellation goes through the pool,
+  // which knows where the launch stands.
+  struct cancel_launch {
+    watch_entry* e;
+    stack_pool* pool;
+    void operator()(boost::asio::cancellation_type t) const {
+      if (t != boost::asio::cancellation_type::none)
+        pool->cancel_launch(e);
+    }
+  };
+
+  // Whether the operation can wait in the stack's parent area.
+  template <typename Self> static constexpr bool fits() noexcept {
     using entry = waiting<Self>;
-    if constexpr (sizeof(entry) > parent_storage_size ||
-                  alignof(entry) > 16) {
+    return sizeof(entry) <= parent_storage_size && alignof(entry) <= 16;
+  }
+
+  // Whether this launch goes to the pool's launch thread (see
+  // stack_pool.hpp, "The launch thread").
+  template <typename Self> bool on_launch_thread(stack_pool& pool) const {
+    if constexpr (!fits<Self>() || !stack_pool::may_watch<Executor>())
+      return false;
+    else
+      return pool.launch_thread() && !cmd_->binds_calling_thread();
+  }
+
+  // Moves `self` into the stack's parent area at `at`, as the entry that
+  // `hand_over(e, construct)` gives the pool, which runs `construct` under
+  // its lock; `fill(w)` completes the entry there. False (and nothing
+  // moved) if the operation does not fit or the pool does not take it.
+  template <typename Self, typename MakeCancel, typename HandOver,
+            typename Fill>
+  bool park(Self& self, void* at, MakeCancel make_cancel, HandOver hand_over,
+            Fill fill) {
+    using entry = waiting<Self>;
+    if constexpr (!fits<Self>()) {
       return false;
     } else {
-      void* at = parent_storage(guard_.l.stack);
-      const int fd = guard_.l.status_fd;
-      const int pidfd = guard_.l.pidfd;
-      state_ = watched;
       auto* e = static_cast<entry*>(at);
-      bool ok = pool.watch(ex_, fd, e, [&] {
+      state_ = watched;
+      parked_at_ = at;
+      bool ok = hand_over(e, [&] {
         // The handler first (it runs only once the entry is built): should
         // it throw, nothing has moved.
         auto slot = self.get_cancellation_state().slot();
         if (slot.is_connected())
-          slot.template emplace<cancel_watch>(cancel_watch{e});
+          slot.template emplace<decltype(make_cancel(e))>(make_cancel(e));
         auto* w = new (at) entry(std::move(self));
         w->fire = &entry::on_fire;
-        w->pidfd = pidfd;
+        fill(w);
       });
       if (!ok)
         state_ = start;
       return ok;
     }
+  }
+
+  // Hands the prepared launch to the pool's launch thread, moving `self`
+  // into the stack's parent area; the entry holds the launch from then on.
+  // False (and nothing moved) if the pool cannot take it.
+  template <typename Self> bool submit_to_pool(Self& self, stack_pool& pool) {
+    void* at = parent_storage(guard_.l.stack);
+    const launched job = std::exchange(guard_.l, launched{});
+    bool ok = park(
+        self, at, [&](watch_entry* e) { return cancel_launch{e, &pool}; },
+        [&](watch_entry* e, auto&& construct) {
+          return pool.submit(ex_, e, construct);
+        },
+        [&](watch_entry* w) { w->job = job; });
+    if (!ok)
+      guard_.l = job;
+    return ok;
+  }
+
+  // Hands the status pipe to the pool's watcher, moving `self` into the
+  // stack's parent area. False (and nothing moved) where the pool does not
+  // watch, or the operation does not fit there.
+  template <typename Self> bool watch_in_pool(Self& self, stack_pool& pool) {
+    const int fd = guard_.l.status_fd;
+    const int pidfd = guard_.l.pidfd;
+    return park(
+        self, parent_storage(guard_.l.stack),
+        [](watch_entry* e) { return cancel_watch{e}; },
+        [&](watch_entry* e, auto&& construct) {
+          return pool.watch(ex_, fd, e, construct);
+        },
+        [&](watch_entry* w) { w->pidfd = pidfd; });
   }
 
   // The child exec'd: the stack goes back, the process object takes it.

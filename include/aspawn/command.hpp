@@ -338,6 +338,15 @@ public:
   /// Whether launching changes credentials (see `docs/design.md`).
   bool changes_credentials() const noexcept { return creds_; }
 
+  /// Whether the child must be cloned by the thread that asks for the
+  /// launch, inside that call: the command names descriptors of the
+  /// caller's (a held executable or cgroup, `redirect::fd`, `dup`,
+  /// `fchdir`, `tcsetpgrp`), which the child copies when it is cloned and
+  /// which the caller may close once the call returns; or ties the child to
+  /// its creator (`pdeathsig`, `kill_on_parent_death`) or runs the caller's
+  /// code in it (`call`). Such launches skip the pool's launch thread.
+  bool binds_calling_thread() const noexcept;
+
 private:
   struct step_spec {
     detail::step st{};

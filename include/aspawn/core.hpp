@@ -126,6 +126,12 @@ struct launched {
   /// The kernel reaps the child itself (`CLONE_AUTOREAP`, which comes with
   /// `CLONE_PIDFD_AUTOKILL`): pass `autoreaped = true` to `reap`.
   bool autoreaped = false;
+  /// Internal, between `prepare_launch` and `start_launch`: the child's
+  /// arguments on the stack, the cgroup to clone into (or -1), and whether
+  /// the launch changes credentials.
+  void* args = nullptr;
+  int cgroup_fd = -1;
+  bool wants_credentials = false;
 };
 
 /// How `command::kill_on_parent_death()` is carried out.
@@ -149,6 +155,19 @@ void close_pipes(launched& l) noexcept;
 /// Starts `cmd` on a stack from `stacks`. Returns without waiting for the
 /// child. On failure nothing is left behind: no child, no fd, no stack.
 error_code launch(const command& cmd, stack_cache& stacks, launched& out);
+
+/// The two halves of `launch`, for callers that clone on another thread
+/// than the one that asks for the launch (the pool's launch thread).
+/// `prepare_launch` validates `cmd`, takes a stack from `stacks` and lays
+/// the child's data out on it, recording the calling thread's signal mask
+/// for the child; it clones nothing, makes no descriptor, and on failure
+/// leaves nothing behind. Once it succeeded, `cmd` is no longer needed.
+error_code prepare_launch(const command& cmd, stack_cache& stacks,
+                          launched& out);
+/// Makes the pipes and clones the child prepared in `out`, from any
+/// thread. On failure `out` still holds its stack (and nothing else): give
+/// it back with `stack_cache::release`.
+error_code start_launch(launched& out);
 
 /// Reads a launch's status pipe, blocking (it waits on a non-blocking fd
 /// too), until end-of-file or, with `buf`, until `cap` bytes are in `buf`;

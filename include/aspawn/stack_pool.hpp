@@ -20,6 +20,22 @@
 // "Watching status pipes"). Process objects' exit waits go through it too
 // ("Watching for exits").
 //
+// The launch thread
+// -----------------
+// `clone` is most of a launch's cost (the kernel sets up the child's
+// kernel stack and task), and an event-loop thread that clones competes
+// for the CPU with every child it has just made: measured on 2 cores with
+// 16 children in flight, that thread's timers ran 1.5-1.8x later than a
+// bystander process's. So by default `async_spawn` only prepares the launch
+// on the calling thread (checks, stack, the child's data: a few
+// microseconds), and one thread per pool, with every signal blocked, makes
+// the pipes, clones and hands the status pipe to the watcher. The child
+// still starts with the caller's signal mask. Commands tied to the calling
+// thread (`command::binds_calling_thread()`) are cloned inline, as are
+// launches on executors the pool does not watch. See docs/design.md, "The
+// launch thread", for the measurements; `set_launch_thread(false)` clones
+// on the calling thread, inside the call.
+//
 // Thread safety
 // -------------
 // All members are safe to call from any thread.
@@ -38,11 +54,14 @@
 #ifndef ASPAWN_STACK_POOL_HPP
 #define ASPAWN_STACK_POOL_HPP
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <concepts>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -93,6 +112,17 @@ struct watch_entry {
   std::atomic<std::uint32_t> events{0};
   // Set by a cancellation request, from the operation's executor.
   std::atomic<bool> cancelled{false};
+
+  // For a launch handed to the launch thread (`submitted`): where it
+  // stands, under the pool's lock; the launch itself (prepared by the
+  // caller, then started by the thread); and the error of its start, if it
+  // failed (the entry then fires with no events).
+  enum class stage : unsigned char { direct, queued, cloning, watched, fired };
+  stage at = stage::direct;
+  bool submitted = false;
+  launched job;
+  error_code launch_error;
+  stack_cache* stacks = nullptr;
 };
 
 // Resumes `f`, the continuation of a parked operation, on `ex` as `mode`
@@ -129,7 +159,10 @@ public:
   explicit stack_pool(boost::asio::execution_context& ctx)
       : boost::asio::execution_context::service(ctx) {
     head_.prev = head_.next = &head_;
+    queue_.prev = queue_.next = &queue_;
   }
+
+  ~stack_pool() override { stop_worker(); }
 
   /// The pool of `ctx`, created on first use.
   static stack_pool& of(boost::asio::execution_context& ctx) {
@@ -163,6 +196,20 @@ public:
   /// objects' exit waits, are not counted.
   std::size_t watching() const noexcept {
     return watching_.load(std::memory_order_relaxed);
+  }
+
+  /// Whether `async_spawn` clones on the pool's launch thread (default
+  /// true; see the overview). Applies to launches started from now on.
+  void set_launch_thread(bool on) noexcept {
+    launch_thread_.store(on, std::memory_order_relaxed);
+  }
+  bool launch_thread() const noexcept {
+    return launch_thread_.load(std::memory_order_relaxed);
+  }
+
+  /// Launches handed to the launch thread that it has not cloned yet.
+  std::size_t queued() const noexcept {
+    return queued_.load(std::memory_order_relaxed);
   }
 
   /// Whether the pool can watch for operations on `Executor`'s: those of
@@ -215,18 +262,74 @@ public:
       ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
       throw;
     }
-    if (e->counted)
-      watching_.fetch_add(1, std::memory_order_relaxed);
     if (owner) {
       e->owner = owner;
       *owner = e;
     }
     e->fd = fd;
-    e->prev = head_.prev;
-    e->next = &head_;
-    head_.prev->next = e;
-    head_.prev = e;
+    link(e);
     return true;
+  }
+
+  /// Internal: hands the launch of `e`, which `construct()` builds in place
+  /// under the pool's lock (setting `e->job` to a launch `prepare_launch`
+  /// made), to the launch thread. The thread clones it and watches its
+  /// status pipe, then fires `e` as `watch` would; or fires it, posted,
+  /// with no events: with `e->launch_error` set if the launch failed to
+  /// start (or was cancelled before), else because the pipe could not be
+  /// watched (the operation watches it itself). False, and nothing
+  /// constructed, if the pool cannot take it: the caller starts the launch.
+  template <typename Executor, typename Construct>
+  bool submit(const Executor& ex, detail::watch_entry* e,
+              Construct&& construct) {
+    std::lock_guard lk(mutex_);
+    if (fork_pending_)
+      refork();
+    if (shut_ || (epfd_ < 0 && !set_up(ex)))
+      return false;
+    if (!worker_running_ && !start_worker())
+      return false;
+    construct();
+    e->submitted = true;
+    e->at = detail::watch_entry::stage::queued;
+    e->stacks = &cache_;
+    e->prev = queue_.prev;
+    e->next = &queue_;
+    queue_.prev->next = e;
+    queue_.prev = e;
+    queued_.fetch_add(1, std::memory_order_relaxed);
+    wake_.notify_one();
+    return true;
+  }
+
+  /// Internal: a cancellation request for the submitted launch `e`, from
+  /// its operation's executor. Still queued: it leaves the queue and fires
+  /// with `operation_aborted`, unstarted. Being cloned: the launch thread
+  /// kills the child once it exists. Watched: the child is killed, unless
+  /// its pipe has reported already.
+  void cancel_launch(detail::watch_entry* e) {
+    using stage = detail::watch_entry::stage;
+    {
+      std::lock_guard lk(mutex_);
+      switch (e->at) {
+      case stage::queued:
+        unlink_queued(e);
+        e->launch_error = boost::asio::error::operation_aborted;
+        break; // fired below
+      case stage::cloning:
+        e->cancelled.store(true, std::memory_order_release);
+        return;
+      case stage::watched:
+        if (e->events.load(std::memory_order_acquire) == 0) {
+          e->cancelled.store(true, std::memory_order_release);
+          aspawn::send_signal(e->pidfd, SIGKILL);
+        }
+        return;
+      default:
+        return;
+      }
+    }
+    e->fire(e, 0, detail::fire_mode::post);
   }
 
   /// Internal: takes the exit wait tracked in `*owner` off the watch list,
@@ -258,12 +361,150 @@ public:
   }
 
 private:
-  // Called with the lock held: `e` leaves the watch list.
-  void unlink(detail::watch_entry* e) noexcept {
+  // Called with the lock held: `e` leaves the watch list (or the queue).
+  static void unlink_only(detail::watch_entry* e) noexcept {
     e->prev->next = e->next;
     e->next->prev = e->prev;
     e->prev = e->next = nullptr;
+    e->at = detail::watch_entry::stage::fired;
+  }
+  void unlink(detail::watch_entry* e) noexcept {
+    unlink_only(e);
     forget(e);
+  }
+  void unlink_queued(detail::watch_entry* e) noexcept {
+    unlink_only(e);
+    queued_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // Called with the lock held: `e` joins the watch list.
+  void link(detail::watch_entry* e) noexcept {
+    if (e->counted)
+      watching_.fetch_add(1, std::memory_order_relaxed);
+    e->prev = head_.prev;
+    e->next = &head_;
+    head_.prev->next = e;
+    head_.prev = e;
+  }
+
+  // Called with the lock held: the launch thread, with every signal
+  // blocked (the children it clones start from the caller's mask, saved by
+  // `prepare_launch`, and no handler of the program's may run on it).
+  bool start_worker() noexcept {
+    sigset_t all, old;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    const int r = ::pthread_create(&worker_, nullptr, &stack_pool::worker_main,
+                                   this);
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (r != 0)
+      return false;
+    worker_running_ = true;
+    worker_stop_ = false;
+    return true;
+  }
+
+  static void* worker_main(void* self) {
+    ::pthread_setname_np(::pthread_self(), "aspawn-launch");
+    static_cast<stack_pool*>(self)->run_worker();
+    return nullptr;
+  }
+
+  // The launch thread: clones the queued launches one at a time, in order.
+  // It holds `fork_mutex_` from taking a launch until the launch is
+  // watched (or fired), so that a fork announced with `fork_prepare` never
+  // finds one half done.
+  void run_worker() {
+    using stage = detail::watch_entry::stage;
+    std::unique_lock lk(mutex_);
+    for (;;) {
+      wake_.wait(lk, [this] {
+        return worker_stop_ || (!fork_wanted_ && queue_.next != &queue_);
+      });
+      if (worker_stop_)
+        return;
+      lk.unlock();
+      std::unique_lock fk(fork_mutex_); // before mutex_, as in notify_fork
+      lk.lock();
+      if (worker_stop_)
+        return;
+      if (fork_wanted_ || queue_.next == &queue_)
+        continue;
+      detail::watch_entry* e = queue_.next;
+      unlink_only(e);
+      e->at = stage::cloning;
+      lk.unlock();
+      error_code ec = start_launch(e->job);
+      lk.lock();
+      queued_.fetch_sub(1, std::memory_order_relaxed);
+      bool watched = false;
+      if (ec) {
+        e->launch_error = ec;
+      } else {
+        e->fd = e->job.status_fd;
+        e->pidfd = e->job.pidfd;
+        watched = !shut_ && !fork_pending_ && add(e->fd, e);
+        if (watched && waits_ == 0) {
+          try {
+            arm();
+          } catch (...) {
+            ::epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
+            watched = false;
+          }
+        }
+        if (watched) {
+          link(e);
+          e->at = stage::watched;
+          if (e->cancelled.load(std::memory_order_acquire))
+            aspawn::send_signal(e->pidfd, SIGKILL);
+        }
+      }
+      if (watched)
+        continue;
+      e->at = stage::fired;
+      lk.unlock();
+      fire_posted(e);
+      fk.unlock();
+      lk.lock();
+    }
+  }
+
+  // Fires `e` with no events, posted; should posting fail (no memory), the
+  // operation is destroyed instead, which abandons its launch.
+  static void fire_posted(detail::watch_entry* e) noexcept {
+    try {
+      e->fire(e, 0, detail::fire_mode::post);
+    } catch (...) {
+      e->fire(e, 0, detail::fire_mode::destroy);
+    }
+  }
+
+  // Stops the launch thread once it is between launches, and waits for it.
+  // Not with the lock held.
+  void stop_worker() noexcept {
+    {
+      std::lock_guard lk(mutex_);
+      if (!worker_running_)
+        return;
+      worker_stop_ = true;
+      worker_running_ = false;
+    }
+    wake_.notify_all();
+    ::pthread_join(worker_, nullptr);
+  }
+
+  // Called with the lock held: takes every queued launch off the queue;
+  // returns the first (a null-terminated list).
+  detail::watch_entry* take_queue() noexcept {
+    detail::watch_entry* first = nullptr;
+    detail::watch_entry** tail = &first;
+    while (queue_.next != &queue_) {
+      detail::watch_entry* e = queue_.next;
+      unlink_queued(e);
+      *tail = e;
+      tail = &e->next;
+    }
+    return first;
   }
 
   // Called with the lock held, for an entry off the list.
@@ -427,18 +668,58 @@ private:
   // service of the context, the reactor included, has been told of the
   // fork: the next launch, the next wakeup, or a handler posted now, does
   // it.
+  //
+  // The launch thread does not survive a fork. `fork_prepare` waits until
+  // it is between launches and holds it there (its locks are taken) until
+  // `fork_parent` or `fork_child`; in the child, the launches still queued
+  // complete with `operation_aborted`, unstarted, and the next launch
+  // starts a thread of the child's own.
   void notify_fork(boost::asio::execution_context::fork_event event) override {
-    if (event != boost::asio::execution_context::fork_child)
+    using ctx = boost::asio::execution_context;
+    if (event == ctx::fork_prepare) {
+      {
+        // The launch thread takes no further launch from here on (it would
+        // otherwise retake its lock between launches, and the fork wait for
+        // the whole queue).
+        std::lock_guard lk(mutex_);
+        fork_wanted_ = true;
+      }
+      fork_mutex_.lock();
+      mutex_.lock();
+      fork_held_ = true;
       return;
-    std::lock_guard lk(mutex_);
-    if (!watcher_ || fork_pending_)
+    }
+    if (fork_held_) {
+      fork_held_ = false;
+      fork_wanted_ = false;
+      mutex_.unlock();
+      fork_mutex_.unlock();
+      wake_.notify_all();
+    }
+    if (event != ctx::fork_child)
       return;
-    fork_pending_ = true;
-    boost::asio::post(watcher_->get_executor(), [this] {
+    detail::watch_entry* aborted = nullptr;
+    {
       std::lock_guard lk(mutex_);
-      if (fork_pending_)
-        refork();
-    });
+      worker_running_ = false; // the parent's: not this process's to join
+      worker_stop_ = false;
+      aborted = take_queue();
+      for (auto* e = aborted; e; e = e->next)
+        e->launch_error = boost::asio::error::operation_aborted;
+      if (watcher_ && !fork_pending_) {
+        fork_pending_ = true;
+        boost::asio::post(watcher_->get_executor(), [this] {
+          std::lock_guard lk(mutex_);
+          if (fork_pending_)
+            refork();
+        });
+      }
+    }
+    for (auto* e = aborted; e;) {
+      auto* next = e->next;
+      fire_posted(e);
+      e = next;
+    }
   }
 
   // Called with the lock held, in a child of fork().
@@ -469,11 +750,16 @@ private:
   // waits for it to leave its stack, gives the stack back and reaps it);
   // so are those waiting on descriptors of their own, by the reactor. The
   // cache outlives the shutdown.
+  // Launches still queued are abandoned unstarted, once the launch thread
+  // has stopped.
   void shutdown() override {
+    stop_worker();
     detail::watch_entry* first;
+    detail::watch_entry* queued;
     {
       std::lock_guard lk(mutex_);
       shut_ = true;
+      queued = take_queue();
       first = head_.next;
       head_.prev->next = nullptr;
       head_.prev = head_.next = &head_;
@@ -486,6 +772,11 @@ private:
       watcher_.reset();
       epfd_ = -1;
     }
+    for (auto* e = queued; e;) {
+      auto* next = e->next;
+      e->fire(e, 0, detail::fire_mode::destroy);
+      e = next;
+    }
     for (auto* e = first; e && e != &head_;) {
       auto* next = e->next;
       e->fire(e, 0, detail::fire_mode::destroy);
@@ -494,7 +785,17 @@ private:
   }
 
   stack_cache cache_;
+  std::mutex fork_mutex_; // held by the launch thread while it clones
   std::mutex mutex_;
+  std::condition_variable wake_; // the launch thread's
+  detail::watch_entry queue_;    // sentinel of the queued launches
+  pthread_t worker_{};
+  bool worker_running_ = false;
+  bool worker_stop_ = false;
+  bool fork_held_ = false;
+  bool fork_wanted_ = false; // between fork_prepare and the fork
+  std::atomic<bool> launch_thread_{true};
+  std::atomic<std::size_t> queued_{0};
   detail::watch_entry head_; // sentinel of the watched launches
   int waits_ = 0;    // the watcher's outstanding waits: 0 or 1
   unsigned gen_ = 0; // the watcher's generation, one per epoll instance

@@ -1,0 +1,339 @@
+// The pool's launch thread: which launches it takes, the signal mask its
+// children start with, its queue (cancellation, shutdown, fork), leaks.
+#include "common.hpp"
+
+#include <chrono>
+#include <dirent.h>
+#include <fstream>
+#include <optional>
+#include <signal.h>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/read.hpp>
+
+using aspawn::command;
+using aspawn::error_code;
+using test::asio::io_context;
+namespace asio = test::asio;
+
+namespace {
+
+// The threads of this process named `name` (/proc/self/task/*/comm).
+std::vector<int> threads_named(const std::string& name) {
+  std::vector<int> out;
+  DIR* d = ::opendir("/proc/self/task");
+  REQUIRE(d != nullptr);
+  while (dirent* ent = ::readdir(d)) {
+    if (ent->d_name[0] == '.')
+      continue;
+    std::ifstream in(std::string("/proc/self/task/") + ent->d_name + "/comm");
+    std::string comm;
+    std::getline(in, comm);
+    if (comm == name)
+      out.push_back(std::stoi(ent->d_name));
+  }
+  ::closedir(d);
+  return out;
+}
+
+// Waits (up to 10 s) for `pred`.
+template <typename Pred> bool eventually(Pred pred) {
+  for (int i = 0; i < 10000; ++i) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
+}
+
+// The state a test starts from, to check that it leaves nothing behind.
+struct no_leaks {
+  std::set<int> fds = test::open_fds();
+  void check() const {
+    CHECK(test::open_fds() == fds);
+    CHECK_FALSE(test::has_children());
+  }
+};
+
+// Nothing queued, watched or lent out.
+void check_idle(const aspawn::stack_pool& pool) {
+  CHECK(pool.queued() == 0);
+  CHECK(pool.watching() == 0);
+  CHECK(pool.in_use() == 0);
+}
+
+// Outcomes of a batch of launches.
+struct batch {
+  std::vector<std::optional<error_code>> results;
+  explicit batch(std::size_t n) : results(n) {}
+  auto handler(std::size_t i) {
+    return [this, i](error_code ec, aspawn::process p) {
+      results[i] = ec;
+      if (!ec)
+        p.wait();
+    };
+  }
+  std::size_t count(error_code want) const {
+    std::size_t n = 0;
+    for (auto& r : results)
+      n += r && *r == want;
+    return n;
+  }
+  std::size_t done() const {
+    std::size_t n = 0;
+    for (auto& r : results)
+      n += r.has_value();
+    return n;
+  }
+};
+
+// Starts `n` launches of `cmd` at once on `ctx`, each with a slot of `sigs`
+// (when given).
+void start_batch(io_context& ctx, const command& cmd, batch& b,
+                 std::vector<asio::cancellation_signal>* sigs = nullptr) {
+  for (std::size_t i = 0; i < b.results.size(); ++i) {
+    if (sigs)
+      aspawn::async_spawn(
+          ctx, cmd, asio::bind_cancellation_slot((*sigs)[i].slot(), b.handler(i)));
+    else
+      aspawn::async_spawn(ctx, cmd, b.handler(i));
+  }
+}
+
+} // namespace
+
+TEST_CASE("launches are cloned on the pool's launch thread; the child starts "
+          "with the caller's signal mask",
+          "[launch-thread]") {
+  REQUIRE(threads_named("aspawn-launch").empty());
+  no_leaks before;
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  REQUIRE(::pthread_sigmask(SIG_BLOCK, &usr1, &old) == 0);
+  std::string out;
+  {
+    io_context ctx;
+    auto& pool = aspawn::stack_pool::of(ctx);
+    CHECK(pool.launch_thread());
+    command cmd = test::helper_cmd({"status"});
+    cmd.stdout_(aspawn::redirect::pipe());
+    REQUIRE_FALSE(cmd.binds_calling_thread());
+    error_code result = asio::error::fault;
+    std::optional<aspawn::process> proc;
+    aspawn::async_spawn(ctx, cmd, [&](error_code ec, aspawn::process p) {
+      result = ec;
+      proc.emplace(std::move(p));
+    });
+    // The call only prepared the launch: the stack is taken, nothing cloned
+    // or watched by this thread.
+    CHECK(pool.in_use() == 1);
+    ctx.run();
+    REQUIRE_FALSE(result);
+    auto pipe = proc->take_stdout_pipe();
+    error_code ec;
+    asio::read(pipe, asio::dynamic_buffer(out), ec);
+    CHECK(ec == asio::error::eof);
+    CHECK(proc->wait() == 0);
+
+    auto tids = threads_named("aspawn-launch");
+    REQUIRE(tids.size() == 1);
+    std::ifstream in("/proc/self/task/" + std::to_string(tids[0]) + "/status");
+    std::string status((std::istreambuf_iterator<char>(in)),
+                       std::istreambuf_iterator<char>());
+    auto blocked = test::hex(test::field(status, "SigBlk"));
+    for (int sig : {SIGINT, SIGTERM, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE})
+      CHECK((blocked & test::sigbit(sig)) != 0);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  // The child's mask is the caller's, not the launch thread's.
+  CHECK(test::hex(test::field(out, "SigBlk")) == test::sigbit(SIGUSR1));
+  // The thread goes with its context.
+  CHECK(threads_named("aspawn-launch").empty());
+  before.check();
+}
+
+TEST_CASE("commands tied to the calling thread are cloned inside the call",
+          "[launch-thread]") {
+  test::pipe_pair p;
+  CHECK_FALSE(test::helper_cmd({"exit", "0"}).binds_calling_thread());
+  CHECK_FALSE(test::helper_cmd({"exit", "0"})
+                  .stdout_(aspawn::redirect::pipe())
+                  .stdin_(aspawn::redirect::null())
+                  .chdir("/")
+                  .new_session()
+                  .binds_calling_thread());
+  CHECK(test::helper_cmd({"exit", "0"})
+            .stdout_(aspawn::redirect::from_fd(p.wr))
+            .binds_calling_thread());
+  CHECK(test::helper_cmd({"exit", "0"}).map_fd(5, p.wr).binds_calling_thread());
+  CHECK(test::helper_cmd({"exit", "0"}).chdir_fd(p.rd).binds_calling_thread());
+  CHECK(test::helper_cmd({"exit", "0"}).inherit_fd(p.rd).binds_calling_thread());
+  CHECK(test::helper_cmd({"exit", "0"}).foreground(p.rd).binds_calling_thread());
+  CHECK(test::helper_cmd({"exit", "0"})
+            .parent_death_signal(SIGTERM)
+            .binds_calling_thread());
+  CHECK(test::helper_cmd({"exit", "0"})
+            .kill_on_parent_death()
+            .binds_calling_thread());
+  CHECK(test::helper_cmd({"exit", "0"})
+            .child_function(test::block_on_fd, &p.rd, sizeof p.rd)
+            .binds_calling_thread());
+
+  // Inline: watched by the pool as soon as the call returns.
+  no_leaks before;
+  {
+    io_context ctx;
+    auto& pool = aspawn::stack_pool::of(ctx);
+    command cmd = test::helper_cmd({"exit", "3"});
+    cmd.stdout_(aspawn::redirect::from_fd(p.wr));
+    int code = -1;
+    aspawn::async_execute(ctx, cmd, [&](error_code, int c) { code = c; });
+    CHECK(pool.watching() == 1);
+    CHECK(pool.queued() == 0);
+    ctx.run();
+    CHECK(code == 3);
+
+    // And with the launch thread turned off, any command.
+    pool.set_launch_thread(false);
+    aspawn::async_execute(ctx, test::helper_cmd({"exit", "4"}),
+                          [&](error_code, int c) { code = c; });
+    CHECK(pool.watching() == 1);
+    ctx.restart();
+    ctx.run();
+    CHECK(code == 4);
+  }
+  before.check();
+}
+
+TEST_CASE("many launches queued at once all complete, and nothing is left",
+          "[launch-thread]") {
+  no_leaks before;
+  {
+    io_context ctx;
+    auto& pool = aspawn::stack_pool::of(ctx);
+    batch b(100);
+    start_batch(ctx, test::helper_cmd({"exit", "0"}), b);
+    CHECK(pool.in_use() == 100); // prepared, stacks taken
+    ctx.run();
+    CHECK(b.count(error_code{}) == 100);
+    check_idle(pool);
+  }
+  before.check();
+}
+
+TEST_CASE("a failing step of a launch the thread started is reported, and "
+          "the child reaped",
+          "[launch-thread]") {
+  no_leaks before;
+  command cmd = test::helper_cmd({"exit", "0"});
+  cmd.chdir("/nonexistent/aspawn-launch-thread");
+  REQUIRE_FALSE(cmd.binds_calling_thread());
+  test::expect_step_failure(cmd, aspawn::step_kind::chdir, ENOENT);
+  // And a launch that fails before any child exists (no such program).
+  {
+    io_context ctx;
+    error_code result;
+    aspawn::async_spawn(ctx, command("/nonexistent/aspawn-program"),
+                        [&](error_code ec, aspawn::process) { result = ec; });
+    ctx.run();
+    CHECK(result);
+    CHECK(aspawn::stack_pool::of(ctx).in_use() == 0);
+  }
+  before.check();
+}
+
+TEST_CASE("launches cancelled while queued complete with operation_aborted "
+          "and start no child",
+          "[launch-thread]") {
+  no_leaks before;
+  {
+    io_context ctx;
+    auto& pool = aspawn::stack_pool::of(ctx);
+    constexpr std::size_t n = 64;
+    batch b(n);
+    std::vector<asio::cancellation_signal> sigs(n);
+    start_batch(ctx, test::helper_cmd({"exit", "0"}), b, &sigs);
+    // Preparing a launch takes microseconds, cloning one a hundred or more:
+    // most of the batch is still queued.
+    const std::size_t queued_then = pool.queued();
+    CHECK(queued_then > 0);
+    for (std::size_t i = n / 2; i < n; ++i)
+      sigs[i].emit(asio::cancellation_type::terminal);
+    ctx.run();
+    CHECK(b.done() == n);
+    // The first half ran; the second half was aborted, either while queued
+    // or (the ones the thread had taken) by killing its child, unless that
+    // child had exec'd already.
+    CHECK(b.count(error_code{}) + b.count(asio::error::operation_aborted) == n);
+    CHECK(b.count(asio::error::operation_aborted) >= 1);
+    for (std::size_t i = 0; i < n / 2; ++i)
+      CHECK(b.results[i] == error_code{});
+    check_idle(pool);
+  }
+  before.check();
+}
+
+TEST_CASE("destroying the io_context with launches queued abandons them "
+          "unstarted and leaves nothing behind",
+          "[launch-thread]") {
+  no_leaks before;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::size_t queued_then = 0;
+  {
+    io_context ctx;
+    auto& pool = aspawn::stack_pool::of(ctx);
+    batch b(64);
+    start_batch(ctx, test::helper_cmd({"sleep", "30"}), b);
+    queued_then = pool.queued();
+    // ctx goes without running: its children (if any yet) are killed and
+    // reaped, the queued launches dropped.
+  }
+  CHECK(queued_then > 0);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20));
+  CHECK(threads_named("aspawn-launch").empty());
+  before.check();
+}
+
+TEST_CASE("after fork(), the child's copies of queued launches complete with "
+          "operation_aborted; the parent's run",
+          "[launch-thread][fork]") {
+  no_leaks before;
+  {
+    io_context ctx;
+    auto& pool = aspawn::stack_pool::of(ctx);
+    constexpr std::size_t n = 64;
+    batch b(n);
+    start_batch(ctx, test::helper_cmd({"exit", "0"}), b);
+    ctx.notify_fork(asio::execution_context::fork_prepare);
+    const std::size_t queued_at_fork = pool.queued();
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      // No Catch macros here: report through the exit status.
+      ctx.notify_fork(asio::execution_context::fork_child);
+      int status = pool.queued() == 0 ? 0 : 10;
+      // Run until the aborted ones have completed (the others are the
+      // parent's children, which this process cannot wait for).
+      while (b.count(asio::error::operation_aborted) < queued_at_fork &&
+             ctx.run_one_for(std::chrono::seconds(5)) > 0) {
+      }
+      if (b.count(asio::error::operation_aborted) != queued_at_fork)
+        status = 11;
+      ::_exit(status);
+    }
+    ctx.notify_fork(asio::execution_context::fork_parent);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(queued_at_fork > 0);
+    ctx.run();
+    CHECK(b.count(error_code{}) == n);
+    check_idle(pool);
+  }
+  before.check();
+}
