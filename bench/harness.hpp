@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/types.h>
+
 namespace aspawn_bench {
 
 /// Monotonic time in nanoseconds.
@@ -129,6 +131,12 @@ int wait_status_of(int code, int status) noexcept;
 /// Sends SIGKILL to the process of `pidfd` (pidfd_send_signal); returns 0 or
 /// -1 with errno set.
 int kill_pidfd(int pidfd) noexcept;
+
+/// Creates a socket pair (AF_UNIX, SOCK_STREAM, close-on-exec) and forks.
+/// Returns what fork returned; `fd` is then the caller's end of the pair in
+/// the parent and the other end in the child (each side's other end is
+/// closed). Throws, leaving nothing open, if either call fails.
+pid_t fork_with_socket(int& fd);
 
 /// Reads exactly `size` bytes from `fd` into `buf`, retrying after EINTR.
 /// Returns false at end of file or on an error.

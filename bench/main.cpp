@@ -762,28 +762,18 @@ private:
   public:
     size_worker(runner& r, double gib, const std::vector<int>& close_in_child)
         : gib_(gib) {
-      int sv[2];
-      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        throw_errno(errno, "socketpair");
       std::cout.flush();
       std::cerr.flush();
-      pid_ = ::fork();
-      if (pid_ < 0) {
-        int err = errno;
-        ::close(sv[0]);
-        ::close(sv[1]);
-        throw_errno(err, "fork");
-      }
+      int fd = -1;
+      pid_ = fork_with_socket(fd);
       if (pid_ == 0) {
         // Only this worker's end: another worker's would keep that one
         // from seeing its end of file.
-        for (int fd : close_in_child)
-          ::close(fd);
-        ::close(sv[0]);
-        r.serve(sv[1], gib); // does not return
+        for (int other : close_in_child)
+          ::close(other);
+        r.serve(fd, gib); // does not return
       }
-      ::close(sv[1]);
-      fd_ = sv[0];
+      fd_ = fd;
       worker_reply ready = receive();
       if (!ready.ok) {
         shut();
