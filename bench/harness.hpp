@@ -30,6 +30,8 @@
 
 namespace aspawn_bench {
 
+struct tick_log; // ticker.hpp
+
 /// Monotonic time in nanoseconds.
 inline std::int64_t now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -67,6 +69,16 @@ struct session {
   /// pay for Asio's per-run() handler cache again.)
   std::function<void(const char* path, int warm, int count, int in_flight)>
       run_batch_warm;
+
+  /// Optional. Like run_batch, while the launching thread also serves a
+  /// periodic 1 ms timer (ticker.hpp): records in `log` the time inside
+  /// every launch call (the initiating call only) and the lateness of every
+  /// tick. A contender whose launching thread blocks in the launch call
+  /// serves the timer from a thread of its own (sleeping_ticker). Without
+  /// it, the contender is left out of the responsiveness phase.
+  std::function<void(const char* path, int count, int in_flight,
+                     tick_log& log)>
+      run_batch_ticking;
 
   /// Optional. Starts `count` children of the argument-less program `path`
   /// (they never exit on their own) and keeps waiting for each of them the
