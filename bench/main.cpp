@@ -121,7 +121,8 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
   --json PATH            write the results as JSON
   --markdown PATH        write the results as Markdown tables
   --plot-data DIR        write gnuplot data (DIR/plot-throughput.tmp,
-                         DIR/plot-parent-size.tmp)
+                         DIR/plot-parent-size.tmp and, when the
+                         responsiveness phase ran, DIR/plot-responsiveness.tmp)
   --quick                a short run (about a minute on 2 idle cores): fewer
                          repetitions and samples, shorter batches, no 4 GiB
                          parent, 250 live children
@@ -137,7 +138,9 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
                          quick 30)
   --batch-seconds S      target length of one throughput batch (default 0.15,
                          quick 0.03)
-  --in-flight LIST       in-flight counts, comma-separated (default 1,4,16,64)
+  --in-flight LIST       in-flight counts of the throughput and
+                         responsiveness phases, comma-separated (default
+                         1,4,16,64)
   --memory-in-flight N   in-flight count of the parent-size runs (default 16)
   --memory-batch-seconds S
                          target length of one parent-size batch of a
