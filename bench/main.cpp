@@ -1541,7 +1541,7 @@ public:
   std::string headline() const {
     std::string out;
     for (const auto& p : progs_) {
-      out += p.label + ":\n";
+      std::string rows;
       for (const contender* c : cs_) {
         char b[512];
         double call = r_.med("in_call_us", p.label, c->name, -1);
@@ -1561,8 +1561,10 @@ public:
                       fmt_ratio(r_.ratio("throughput", p.label, c->name, 16,
                                          ref_bp2))
                           .c_str());
-        out += b;
+        rows += b;
       }
+      if (!rows.empty())
+        out += p.label + ":\n" + rows;
     }
     return out + responsiveness_headline(r_.responsiveness, progs_);
   }
