@@ -41,6 +41,7 @@
 
 #include "alloc_count.hpp"
 #include "harness.hpp"
+#include "ticker.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -52,6 +53,7 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -59,6 +61,40 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include ASPAWN_BENCH_HEADER
+
+namespace aspawn_bench {
+namespace {
+
+// A completion token that forwards to `inner` and records in `log` the time
+// from `t0` until the initiation of the operation has returned. With
+// use_awaitable, the initiation runs once the coroutine is suspended in its
+// co_await, just before control goes back to the event loop: from a `t0`
+// taken before the co_await, that is the coroutine's time in the launch call.
+template <typename Inner> struct timed_initiation {
+  Inner inner;
+  std::int64_t t0;
+  tick_log* log;
+};
+
+} // namespace
+} // namespace aspawn_bench
+
+template <typename Inner, typename... Signatures>
+class boost::asio::async_result<aspawn_bench::timed_initiation<Inner>,
+                                Signatures...> {
+public:
+  template <typename Initiation, typename RawToken, typename... Args>
+  static auto initiate(Initiation&& init, RawToken&& token, Args&&... args) {
+    return boost::asio::async_initiate<Inner, Signatures...>(
+        [init = std::forward<Initiation>(init), t0 = token.t0,
+         log = token.log](auto&& handler, auto&&... a) mutable {
+          std::move(init)(std::forward<decltype(handler)>(handler),
+                          std::forward<decltype(a)>(a)...);
+          log->in_call_ns.push_back(aspawn_bench::now_ns() - t0);
+        },
+        token.inner, std::forward<Args>(args)...);
+  }
+};
 
 namespace aspawn_bench {
 namespace {
@@ -107,6 +143,7 @@ template <form F, typename Ctx> struct state {
   int completed = 0;
   int count_from = -1; // start the allocation counter at this completion
   int workers = 0; // coroutines still running (aspawn_coro)
+  tick_log* log = nullptr; // run_batch_ticking: launch calls are timed
 
   int failures = 0;
   std::string last_failure;
@@ -202,7 +239,9 @@ template <form F, typename Ctx> struct state {
         aspawn::command fresh(cached_path);
         aspawn::async_spawn(ctx, fresh, std::move(on_spawn));
       } else {
-        aspawn::async_spawn(ctx, *cmd, std::move(on_spawn));
+        timed_call(log, [&] {
+          aspawn::async_spawn(ctx, *cmd, std::move(on_spawn));
+        });
       }
     }
   }
@@ -240,6 +279,23 @@ void add_warm_batch(session& s, const std::shared_ptr<State>& st) {
       throw;
     }
     st->count_from = -1;
+  };
+}
+
+// run_batch_ticking: the batch with a steady_timer on the same io_context,
+// served by the same run().
+template <typename State>
+void add_ticking_batch(session& s, const std::shared_ptr<State>& st) {
+  s.run_batch_ticking = [st, batch = s.run_batch](const char* path, int count,
+                                                  int in_flight,
+                                                  tick_log& log) {
+    asio_ticker t(st->ctx, log);
+    struct unset {
+      State& st;
+      ~unset() { st.log = nullptr; }
+    } u{*st};
+    st->log = &log;
+    batch(path, count, in_flight);
   };
 }
 
@@ -365,6 +421,8 @@ template <form F, typename Ctx> session make_callback_session() {
   };
 
   add_warm_batch(s, st);
+  if constexpr (F == form::prepared)
+    add_ticking_batch(s, st);
   add_sleeper_functions<F, Ctx>(s, st);
   return s;
 }
@@ -375,8 +433,16 @@ template <typename Ctx>
 asio::awaitable<void> launch_loop(state<form::coro, Ctx>* st) {
   while (st->launched < st->count) {
     ++st->launched;
-    auto p = co_await aspawn::async_spawn(st->ctx, *st->cmd, asio::use_awaitable);
-    int code = co_await p.async_wait(asio::use_awaitable);
+    std::optional<aspawn::process> p;
+    if (st->log != nullptr)
+      p.emplace(co_await aspawn::async_spawn(
+          st->ctx, *st->cmd,
+          timed_initiation<asio::use_awaitable_t<>>{asio::use_awaitable,
+                                                    now_ns(), st->log}));
+    else
+      p.emplace(co_await aspawn::async_spawn(st->ctx, *st->cmd,
+                                             asio::use_awaitable));
+    int code = co_await p->async_wait(asio::use_awaitable);
     st->note(error_code{}, code);
   }
 }
@@ -449,6 +515,7 @@ template <typename Ctx> session make_coro_session() {
   };
 
   add_warm_batch(s, st);
+  add_ticking_batch(s, st);
   add_sleeper_functions<form::coro, Ctx>(s, st);
   return s;
 }

@@ -15,11 +15,13 @@
 //
 
 #include "harness.hpp"
+#include "ticker.hpp"
 
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <signal.h>
@@ -115,6 +117,41 @@ struct state {
   }
 };
 
+// count launches, at most in_flight alive, launched between run_one() calls;
+// with a log, each launch call is timed into it.
+template <class Launch>
+void run_batch_on(state<Launch>& st, const char* path, int count, int in_flight,
+                  tick_log* log) {
+  const auto& exe = st.path_for(path);
+  st.completed = 0;
+  st.slots.clear();
+  st.slots.resize(static_cast<std::size_t>(in_flight));
+  st.free_slots.clear();
+  for (int i = in_flight - 1; i >= 0; --i)
+    st.free_slots.push_back(i);
+  int launched = 0;
+  while (st.completed < count) {
+    while (launched < count && !st.free_slots.empty()) {
+      int i = st.free_slots.back();
+      st.free_slots.pop_back();
+      auto& slot = st.slots[static_cast<std::size_t>(i)];
+      timed_call(log, [&] {
+        slot.emplace(Launch::launch(st.ctx, exe, st.no_args));
+      });
+      ++launched;
+      slot->async_wait([raw = &st, i](bp2::error_code ec, int code) {
+        raw->note(ec, code);
+        // The process object is replaced by the loop above, outside this
+        // completion handler.
+        raw->free_slots.push_back(i);
+      });
+    }
+    st.run_one();
+  }
+  st.slots.clear();
+  st.check();
+}
+
 template <class Launch>
 session make_session(const char* who) {
   auto st = std::make_shared<state<Launch>>(who);
@@ -141,33 +178,19 @@ session make_session(const char* who) {
   };
 
   s.run_batch = [st](const char* path, int count, int in_flight) {
-    const auto& exe = st->path_for(path);
-    st->completed = 0;
-    st->slots.clear();
-    st->slots.resize(static_cast<std::size_t>(in_flight));
-    st->free_slots.clear();
-    for (int i = in_flight - 1; i >= 0; --i)
-      st->free_slots.push_back(i);
-    int launched = 0;
-    while (st->completed < count) {
-      while (launched < count && !st->free_slots.empty()) {
-        int i = st->free_slots.back();
-        st->free_slots.pop_back();
-        auto& slot = st->slots[static_cast<std::size_t>(i)];
-        slot.emplace(Launch::launch(st->ctx, exe, st->no_args));
-        ++launched;
-        slot->async_wait([raw = st.get(), i](bp2::error_code ec, int code) {
-          raw->note(ec, code);
-          // The process object is replaced by the loop above, outside this
-          // completion handler.
-          raw->free_slots.push_back(i);
-        });
-      }
-      st->run_one();
-    }
-    st->slots.clear();
-    st->check();
+    run_batch_on(*st, path, count, in_flight, nullptr);
   };
+
+  // The timer is served by run_one() between launches, on the same
+  // io_context; the default launcher only (the responsiveness phase's
+  // Boost.Process contender).
+  if constexpr (std::is_same_v<Launch, default_launch>) {
+    s.run_batch_ticking = [st](const char* path, int count, int in_flight,
+                               tick_log& log) {
+      asio_ticker t(st->ctx, log);
+      run_batch_on(*st, path, count, in_flight, &log);
+    };
+  }
 
   s.start_sleepers = [st](const char* path, int count) {
     bp2::filesystem::path exe = path;

@@ -23,6 +23,7 @@
 //
 
 #include "harness.hpp"
+#include "ticker.hpp"
 
 #include <cerrno>
 #include <cstdint>
@@ -107,6 +108,33 @@ void wait_pid(pid_t pid, int& status) {
       throw_errno(errno, "waitpid");
 }
 
+// count launches, at most in_flight alive, reaped with waitpid(-1); with a
+// log, each launch call is timed into it.
+void run_batch_on(spawn_fn spawn, const char* who, const char* path, int count,
+                  int in_flight, tick_log* log) {
+  int launched = 0;
+  int alive = 0;
+  int bad_status = 0;
+  int failures = 0;
+  while (launched < count || alive > 0) {
+    if (launched < count && alive < in_flight) {
+      timed_call(log, [&] { return spawn(path); });
+      ++launched;
+      ++alive;
+      continue;
+    }
+    int status = 0;
+    wait_any(status);
+    --alive;
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+      bad_status = status;
+      ++failures;
+    }
+  }
+  if (failures != 0)
+    check_wait_status(bad_status, who);
+}
+
 session make_session(spawn_fn spawn, const char* who) {
   struct state {
     std::vector<pid_t> sleepers;
@@ -129,27 +157,15 @@ session make_session(spawn_fn spawn, const char* who) {
   };
 
   s.run_batch = [spawn, who](const char* path, int count, int in_flight) {
-    int launched = 0;
-    int alive = 0;
-    int bad_status = 0;
-    int failures = 0;
-    while (launched < count || alive > 0) {
-      if (launched < count && alive < in_flight) {
-        spawn(path);
-        ++launched;
-        ++alive;
-        continue;
-      }
-      int status = 0;
-      wait_any(status);
-      --alive;
-      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-        bad_status = status;
-        ++failures;
-      }
-    }
-    if (failures != 0)
-      check_wait_status(bad_status, who);
+    run_batch_on(spawn, who, path, count, in_flight, nullptr);
+  };
+
+  // The launching thread blocks in every launch: the timer is served by a
+  // thread of its own.
+  s.run_batch_ticking = [spawn, who](const char* path, int count,
+                                     int in_flight, tick_log& log) {
+    sleeping_ticker t(log);
+    run_batch_on(spawn, who, path, count, in_flight, &log);
   };
 
   s.start_sleepers = [st, spawn](const char* path, int count) {

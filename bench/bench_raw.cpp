@@ -29,6 +29,7 @@
 //
 
 #include "harness.hpp"
+#include "ticker.hpp"
 
 #include <cerrno>
 #include <cstddef>
@@ -209,6 +210,22 @@ public:
     return s;
   }
 
+  // Serves `t` from pump() (the responsiveness phase) until detach_timer().
+  void attach_timer(timerfd_ticker* t) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = timer_tag;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, t->fd(), &ev) != 0)
+      throw_errno(errno, "epoll_ctl(timerfd)");
+    timer_ = t;
+  }
+
+  void detach_timer() noexcept {
+    if (timer_ != nullptr)
+      ::epoll_ctl(epfd_, EPOLL_CTL_DEL, timer_->fd(), nullptr);
+    timer_ = nullptr;
+  }
+
   // Handles one epoll_wait's worth of events.
   void pump() {
     epoll_event evs[64];
@@ -220,6 +237,11 @@ public:
     }
     for (int i = 0; i < n; ++i) {
       std::uint64_t d = evs[i].data.u64;
+      if (d == timer_tag) {
+        if (timer_ != nullptr)
+          timer_->on_readable();
+        continue;
+      }
       slot* s = slots_[static_cast<std::size_t>(d >> 1)].get();
       if ((d & 1) == 0)
         on_status_pipe(s);
@@ -322,7 +344,10 @@ private:
 
   void give_back(slot* s) { free_slots_.push_back(s); }
 
+  static constexpr std::uint64_t timer_tag = ~std::uint64_t{0};
+
   int epfd_ = -1;
+  timerfd_ticker* timer_ = nullptr;
   stack_pool stacks_;
   std::vector<std::unique_ptr<slot>> slots_;
   std::vector<slot*> free_slots_;
@@ -332,6 +357,22 @@ private:
   int failures_ = 0;
   std::string last_failure_;
 };
+
+// count launches, at most in_flight alive; with a log, each launch call is
+// timed into it.
+void run_batch_on(raw_launcher& l, const char* path, int count, int in_flight,
+                  tick_log* log) {
+  l.reset_completed();
+  int launched = 0;
+  while (l.completed() < count) {
+    while (launched < count && launched - l.completed() < in_flight) {
+      timed_call(log, [&] { return l.launch(path, false, false); });
+      ++launched;
+    }
+    l.pump();
+  }
+  l.check_failures();
+}
 
 session make_session() {
   auto l = std::make_shared<raw_launcher>();
@@ -353,16 +394,18 @@ session make_session() {
   };
 
   s.run_batch = [l](const char* path, int count, int in_flight) {
-    l->reset_completed();
-    int launched = 0;
-    while (l->completed() < count) {
-      while (launched < count && launched - l->completed() < in_flight) {
-        l->launch(path, false, false);
-        ++launched;
-      }
-      l->pump();
-    }
-    l->check_failures();
+    run_batch_on(*l, path, count, in_flight, nullptr);
+  };
+
+  s.run_batch_ticking = [l](const char* path, int count, int in_flight,
+                            tick_log& log) {
+    timerfd_ticker t(log);
+    l->attach_timer(&t);
+    struct detach {
+      raw_launcher& l;
+      ~detach() { l.detach_timer(); }
+    } d{*l};
+    run_batch_on(*l, path, count, in_flight, &log);
   };
 
   s.start_sleepers = [l](const char* path, int count) {

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,6 +55,22 @@ int wait_status_of(int code, int status) noexcept {
 int kill_pidfd(int pidfd) noexcept {
   return static_cast<int>(
       ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0u));
+}
+
+pid_t fork_with_socket(int& fd) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    throw_errno(errno, "socketpair");
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    ::close(sv[0]);
+    ::close(sv[1]);
+    throw_errno(err, "fork");
+  }
+  ::close(sv[pid == 0 ? 0 : 1]);
+  fd = sv[pid == 0 ? 1 : 0];
+  return pid;
 }
 
 bool read_exact(int fd, void* buf, std::size_t size) noexcept {

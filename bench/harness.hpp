@@ -26,7 +26,11 @@
 #include <string>
 #include <vector>
 
+#include <sys/types.h>
+
 namespace aspawn_bench {
+
+struct tick_log; // ticker.hpp
 
 /// Monotonic time in nanoseconds.
 inline std::int64_t now_ns() noexcept {
@@ -65,6 +69,16 @@ struct session {
   /// pay for Asio's per-run() handler cache again.)
   std::function<void(const char* path, int warm, int count, int in_flight)>
       run_batch_warm;
+
+  /// Optional. Like run_batch, while the launching thread also serves a
+  /// periodic 1 ms timer (ticker.hpp): records in `log` the time inside
+  /// every launch call (the initiating call only) and the lateness of every
+  /// tick. A contender whose launching thread blocks in the launch call
+  /// serves the timer from a thread of its own (sleeping_ticker). Without
+  /// it, the contender is left out of the responsiveness phase.
+  std::function<void(const char* path, int count, int in_flight,
+                     tick_log& log)>
+      run_batch_ticking;
 
   /// Optional. Starts `count` children of the argument-less program `path`
   /// (they never exit on their own) and keeps waiting for each of them the
@@ -129,6 +143,12 @@ int wait_status_of(int code, int status) noexcept;
 /// Sends SIGKILL to the process of `pidfd` (pidfd_send_signal); returns 0 or
 /// -1 with errno set.
 int kill_pidfd(int pidfd) noexcept;
+
+/// Creates a socket pair (AF_UNIX, SOCK_STREAM, close-on-exec) and forks.
+/// Returns what fork returned; `fd` is then the caller's end of the pair in
+/// the parent and the other end in the child (each side's other end is
+/// closed). Throws, leaving nothing open, if either call fails.
+pid_t fork_with_socket(int& fd);
 
 /// Reads exactly `size` bytes from `fd` into `buf`, retrying after EINTR.
 /// Returns false at end of file or on an error.

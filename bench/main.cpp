@@ -10,6 +10,7 @@
 
 #include "alloc_count.hpp"
 #include "harness.hpp"
+#include "responsiveness.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -54,10 +55,7 @@ namespace {
 // ---------------------------------------------------------------------------
 // Configuration
 
-struct program {
-  std::string label;
-  std::string path;
-};
+using program = resp_program; // label, path
 
 struct options {
   std::string exit0_path;
@@ -80,6 +78,8 @@ struct options {
   int sleepers = 1000;
   int alloc_launches = 100;
   int min_rounds = 2; // a throughput batch launches at least this * in_flight
+  int resp_launches = 2000;
+  double resp_seconds = 1.5;
   std::set<std::string> only;
   std::set<std::string> phases;
   bool list = false;
@@ -88,7 +88,7 @@ struct options {
 };
 
 const char* const all_phases[] = {"launch", "throughput", "memory", "sleepers",
-                                  "allocs"};
+                                  "allocs", "responsiveness"};
 
 const char* const ref_posix = "posix_spawn";
 const char* const ref_bp2 = "bp2_default";
@@ -121,7 +121,8 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
   --json PATH            write the results as JSON
   --markdown PATH        write the results as Markdown tables
   --plot-data DIR        write gnuplot data (DIR/plot-throughput.tmp,
-                         DIR/plot-parent-size.tmp)
+                         DIR/plot-parent-size.tmp and, when the
+                         responsiveness phase ran, DIR/plot-responsiveness.tmp)
   --quick                a short run (about a minute on 2 idle cores): fewer
                          repetitions and samples, shorter batches, no 4 GiB
                          parent, 250 live children
@@ -137,7 +138,9 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
                          quick 30)
   --batch-seconds S      target length of one throughput batch (default 0.15,
                          quick 0.03)
-  --in-flight LIST       in-flight counts, comma-separated (default 1,4,16,64)
+  --in-flight LIST       in-flight counts of the throughput and
+                         responsiveness phases, comma-separated (default
+                         1,4,16,64)
   --memory-in-flight N   in-flight count of the parent-size runs (default 16)
   --memory-batch-seconds S
                          target length of one parent-size batch of a
@@ -154,9 +157,16 @@ ratio to posix_spawn and to Boost.Process v2 (bp2_default) from the same run.
   --sleepers N           live children during the "live children" runs
                          (default 1000, quick 250)
   --alloc-launches N     warm launches counted for allocations (default 100)
+  --resp-launches N      responsiveness phase: launches per contender,
+                         program and in-flight count, split over the
+                         repetitions (default 2000, quick 500), in at least
+                         a third of --resp-seconds
+  --resp-seconds S       responsiveness phase: time box for those launches
+                         (default 1.5, quick 0.5)
   --only LIST            only these contenders (comma-separated names)
   --phases LIST          only these phases: launch,throughput,memory,
-                         sleepers,allocs
+                         sleepers,allocs,responsiveness (e.g. --phases
+                         responsiveness runs that one alone)
   --list                 list the contenders and exit
   --gbench [ARGS...]     run the one-at-a-time launch through Google
                          Benchmark instead (the rest of the command line goes
@@ -201,7 +211,8 @@ options parse(int argc, char** argv) {
   options o;
   bool reps_set = false, samples_set = false, batch_set = false,
        gib_set = false, sleepers_set = false, skip4 = false,
-       warmup_set = false, settle_set = false, memory_batch_set = false;
+       warmup_set = false, settle_set = false, memory_batch_set = false,
+       resp_launches_set = false, resp_seconds_set = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -264,6 +275,12 @@ options parse(int argc, char** argv) {
       sleepers_set = true;
     } else if (a == "--alloc-launches") {
       o.alloc_launches = std::max(1, to_int(value(), "--alloc-launches"));
+    } else if (a == "--resp-launches") {
+      o.resp_launches = std::max(1, to_int(value(), "--resp-launches"));
+      resp_launches_set = true;
+    } else if (a == "--resp-seconds") {
+      o.resp_seconds = to_double(value(), "--resp-seconds");
+      resp_seconds_set = true;
     } else if (a == "--only") {
       for (auto& s : split(value()))
         o.only.insert(s);
@@ -304,6 +321,10 @@ options parse(int argc, char** argv) {
       o.sleepers = 250;
     o.alloc_launches = std::min(o.alloc_launches, 30);
     o.min_rounds = 1;
+    if (!resp_launches_set)
+      o.resp_launches = 500;
+    if (!resp_seconds_set)
+      o.resp_seconds = 0.5;
   }
   if (skip4)
     std::erase_if(o.parent_gib, [](double g) { return g >= 4; });
@@ -402,6 +423,7 @@ struct results {
   // (metric, program label, contender, param or -1) -> one value per rep
   std::map<result_key, std::vector<double>> values;
   std::vector<failure> failures;
+  std::vector<resp_record> responsiveness;
 
   void add(const std::string& metric, const std::string& prog,
            const std::string& cont, double param, double v) {
@@ -532,6 +554,7 @@ public:
     timed("memory", &runner::phase_memory);
     timed("sleepers", &runner::phase_sleepers);
     timed("allocs", &runner::phase_allocs);
+    timed("responsiveness", &runner::phase_responsiveness);
     elapsed_s_ = static_cast<double>(now_ns() - t0) / 1e9;
   }
 
@@ -762,28 +785,18 @@ private:
   public:
     size_worker(runner& r, double gib, const std::vector<int>& close_in_child)
         : gib_(gib) {
-      int sv[2];
-      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        throw_errno(errno, "socketpair");
       std::cout.flush();
       std::cerr.flush();
-      pid_ = ::fork();
-      if (pid_ < 0) {
-        int err = errno;
-        ::close(sv[0]);
-        ::close(sv[1]);
-        throw_errno(err, "fork");
-      }
+      int fd = -1;
+      pid_ = fork_with_socket(fd);
       if (pid_ == 0) {
         // Only this worker's end: another worker's would keep that one
         // from seeing its end of file.
-        for (int fd : close_in_child)
-          ::close(fd);
-        ::close(sv[0]);
-        r.serve(sv[1], gib); // does not return
+        for (int other : close_in_child)
+          ::close(other);
+        r.serve(fd, gib); // does not return
       }
-      ::close(sv[1]);
-      fd_ = sv[0];
+      fd_ = fd;
       worker_reply ready = receive();
       if (!ready.ok) {
         shut();
@@ -1174,6 +1187,25 @@ private:
     check_strays("allocs");
   }
 
+  // responsiveness.cpp runs the phase through these hooks.
+  void phase_responsiveness() {
+    resp_settings s{o_.in_flight, o_.reps, o_.resp_launches, o_.resp_seconds,
+                    o_.min_rounds};
+    resp_hooks h;
+    h.order = [this](int rep) { return order(rep); };
+    h.open = [this](const contender& c) { return open_session(c); };
+    h.guarded = [this](const contender& c, const std::function<void()>& fn) {
+      guarded(c, "responsiveness", fn);
+    };
+    h.progress = progress;
+    h.failed = [this](const std::string& e) {
+      std::cerr << "!! " << e << std::endl;
+      res_.failures.push_back({"(bystander)", "responsiveness", e});
+    };
+    res_.responsiveness = run_responsiveness(s, programs_, contenders_, h);
+    check_strays("responsiveness");
+  }
+
   const options& o_;
   std::vector<const contender*> contenders_;
   std::vector<program> programs_;
@@ -1363,6 +1395,9 @@ std::vector<target_check> check_targets(const results& r) {
       }
     }
   }
+  for (auto& t : responsiveness_targets(r.responsiveness))
+    out.push_back({t.target, t.program, t.contender, t.value,
+                   t.ratio_of_medians, t.bound, t.met});
   return out;
 }
 
@@ -1433,6 +1468,12 @@ public:
         }
       }
     }
+    if (!r_.responsiveness.empty())
+      out += responsiveness_intro();
+    for (auto& rt : responsiveness_tables(r_.responsiveness, progs_)) {
+      table t{rt.header, rt.rows};
+      out += "### " + rt.title + "\n\n" + t.markdown() + "\n";
+    }
     return out;
   }
 
@@ -1482,6 +1523,11 @@ public:
       }
       out += tt.markdown() + "\n";
     }
+    if (auto ns = responsiveness_notes(r_.responsiveness); !ns.empty()) {
+      for (const auto& n : ns)
+        out += "- " + n + "\n";
+      out += "\n";
+    }
     out += "## Results\n\n" + tables();
     if (!r_.failures.empty()) {
       out += "## Failures\n\n";
@@ -1495,12 +1541,14 @@ public:
   std::string headline() const {
     std::string out;
     for (const auto& p : progs_) {
-      out += p.label + ":\n";
+      std::string rows;
       for (const contender* c : cs_) {
         char b[512];
         double call = r_.med("in_call_us", p.label, c->name, -1);
         double lat = r_.med("latency_us", p.label, c->name, -1);
         double tp = r_.med("throughput", p.label, c->name, 16);
+        if (std::isnan(call) && std::isnan(lat) && std::isnan(tp))
+          continue; // none of its phases ran
         std::snprintf(b, sizeof b,
                       "  %-13s in call %8s us  latency %8s us  16 in flight "
                       "%8s /s (%s posix_spawn, %s bp2)\n",
@@ -1513,10 +1561,12 @@ public:
                       fmt_ratio(r_.ratio("throughput", p.label, c->name, 16,
                                          ref_bp2))
                           .c_str());
-        out += b;
+        rows += b;
       }
+      if (!rows.empty())
+        out += p.label + ":\n" + rows;
     }
-    return out;
+    return out + responsiveness_headline(r_.responsiveness, progs_);
   }
 
 private:
@@ -1675,7 +1725,9 @@ std::string json(const options& o, const results& r,
     << "    \"memory_in_flight\": " << o.memory_in_flight << ",\n"
     << "    \"sleepers\": " << o.sleepers << ",\n"
     << "    \"sleeper_program\": " << json_string(o.pause_path) << ",\n"
-    << "    \"alloc_launches\": " << o.alloc_launches << "\n  },\n";
+    << "    \"alloc_launches\": " << o.alloc_launches << ",\n"
+    << "    \"resp_launches\": " << o.resp_launches << ",\n"
+    << "    \"resp_seconds\": " << json_number(o.resp_seconds) << "\n  },\n";
   j << "  \"references\": [" << json_string(ref_posix) << ", "
     << json_string(ref_bp2) << "],\n";
   j << "  \"programs\": [";
@@ -1731,7 +1783,8 @@ std::string json(const options& o, const results& r,
         << ", \"bound\": " << json_string(ts[i].bound)
         << ", \"met\": " << (ts[i].met ? "true" : "false") << "}";
   }
-  j << "\n  ],\n  \"failures\": [";
+  j << "\n  ],\n  \"responsiveness\": " << responsiveness_json(r.responsiveness);
+  j << ",\n  \"failures\": [";
   for (std::size_t i = 0; i < r.failures.size(); ++i)
     j << (i ? "," : "") << "\n    {\"contender\": "
       << json_string(r.failures[i].contender)
@@ -1798,6 +1851,7 @@ void write_plot_data(const std::string& dir, const results& r,
   write_file(dir + "/plot-throughput.tmp", block("throughput", false, ""));
   write_file(dir + "/plot-parent-size.tmp",
              block("parent_size_throughput", true, "GiB"));
+  write_responsiveness_plot_data(dir, r.responsiveness, progs);
 }
 
 #if defined(ASPAWN_BENCH_HAVE_GBENCH)
@@ -1841,6 +1895,9 @@ int run_gbench(const options& o, const std::vector<const contender*>& cs,
 #endif
 
 int real_main(int argc, char** argv) {
+  // The responsiveness phase's bystander process (responsiveness.cpp).
+  if (argc == 3 && std::string(argv[1]) == "--bystander")
+    return bystander_main(to_int(argv[2], "--bystander"));
   options o = parse(argc, argv);
 
   // A thousand live children with a pidfd each need more than 1024 files.
@@ -1935,6 +1992,8 @@ int real_main(int argc, char** argv) {
                     c.bound.c_str());
       std::cout << line;
     }
+    for (const auto& n : responsiveness_notes(r.responsiveness))
+      std::cout << "  " << n << "\n";
   }
   char b[64];
   std::snprintf(b, sizeof b, "\ntotal run time %.1f s\n", run.elapsed_s());
