@@ -418,7 +418,9 @@ command& command::kill_on_parent_death() {
 }
 
 bool command::binds_calling_thread() const noexcept {
-  if (exe_fd_ || cgroup_fd_ || kill_on_parent_death_)
+  // Without close_other_fds, the child keeps whatever the caller has open
+  // at the clone.
+  if (exe_fd_ || cgroup_fd_ || kill_on_parent_death_ || !close_others_)
     return true;
   for (const auto& r : stdio_)
     if (r.which() == redirect::kind::fd)

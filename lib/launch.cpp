@@ -254,7 +254,8 @@ error_code prepare_launch(const command& cmd, stack_cache& stacks,
   }
 
   // The environment as of this launch: inherited entries are referenced in
-  // place (glibc never frees environment strings), never copied.
+  // place (glibc never frees environment strings), only the pointer array
+  // is copied.
   char** const env = environ;
   std::size_t env_n = 0;
   if (env)
@@ -287,8 +288,16 @@ error_code prepare_launch(const command& cmd, stack_cache& stacks,
   char** envp;
   const auto* set_off = reinterpret_cast<const std::uint32_t*>(blob + h.env);
   const auto* unset_off = reinterpret_cast<const std::uint32_t*>(blob + h.unset);
-  if (h.env_mode == 0) {
-    envp = env ? env : argv + argc; // no environment: the argv terminator
+  if (h.env_mode == 0 && !env) {
+    envp = argv + argc; // no environment: the argv terminator
+  } else if (h.env_mode == 0) {
+    // The environment as of this call: the pointer array is copied (the
+    // program may set a variable before the child is cloned or execs,
+    // which may move or free `environ`'s array; the strings stay).
+    envp = argv - (env_n + 1);
+    low = reinterpret_cast<std::byte*>(envp);
+    std::memcpy(envp, env, env_n * sizeof(char*));
+    envp[env_n] = nullptr;
   } else {
     std::size_t cap = h.env_count + (h.env_mode == 1 ? env_n : 0);
     envp = argv - (cap + 1);

@@ -58,6 +58,23 @@ struct no_leaks {
   }
 };
 
+// The wait status of the child `pid`, which must exit within 30 s (it is
+// killed otherwise, and the test fails).
+int wait_with_timeout(pid_t pid) {
+  int status = 0;
+  for (int i = 0; i < 3000; ++i) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    REQUIRE(r >= 0);
+    if (r == pid)
+      return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  FAIL("the fork child did not exit within 30 s");
+  return status;
+}
+
 // Nothing queued, watched or lent out.
 void check_idle(const aspawn::stack_pool& pool) {
   CHECK(pool.queued() == 0);
@@ -72,8 +89,9 @@ struct batch {
   auto handler(std::size_t i) {
     return [this, i](error_code ec, aspawn::process p) {
       results[i] = ec;
+      error_code ignored; // in a fork child, the parent's children
       if (!ec)
-        p.wait();
+        p.wait(ignored);
     };
   }
   std::size_t count(error_code want) const {
@@ -323,11 +341,22 @@ TEST_CASE("after fork(), the child's copies of queued launches complete with "
       }
       if (b.count(asio::error::operation_aborted) != queued_at_fork)
         status = 11;
+      // Launches made in the child clone inline: no thread starts here.
+      int code = -1;
+      ctx.restart(); // the loop above may have run out of work
+      const std::size_t watched_before = pool.watching();
+      aspawn::async_execute(ctx, test::helper_cmd({"exit", "7"}),
+                            [&](error_code, int c) { code = c; });
+      if (pool.watching() != watched_before + 1 || pool.queued() != 0)
+        status = 12;
+      while (code < 0 && ctx.run_one_for(std::chrono::seconds(5)) > 0) {
+      }
+      if (code != 7)
+        status = 13;
       ::_exit(status);
     }
     ctx.notify_fork(asio::execution_context::fork_parent);
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    int status = wait_with_timeout(pid);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
     CHECK(queued_at_fork > 0);
@@ -336,4 +365,35 @@ TEST_CASE("after fork(), the child's copies of queued launches complete with "
     check_idle(pool);
   }
   before.check();
+}
+
+TEST_CASE("a fork child destroys a pool whose launch thread waited in the "
+          "parent",
+          "[launch-thread][fork]") {
+  std::optional<io_context> ctx(std::in_place);
+  int code = -1;
+  aspawn::async_execute(*ctx, test::helper_cmd({"exit", "5"}),
+                        [&](error_code, int c) { code = c; });
+  ctx->run();
+  REQUIRE(code == 5);
+  // The launch thread now waits for work.
+  REQUIRE(threads_named("aspawn-launch").size() == 1);
+  ctx->notify_fork(asio::execution_context::fork_prepare);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ctx->notify_fork(asio::execution_context::fork_child);
+    ctx.reset(); // must not wait for the parent's thread
+    ::_exit(0);
+  }
+  ctx->notify_fork(asio::execution_context::fork_parent);
+  int status = wait_with_timeout(pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The parent's thread goes on.
+  ctx->restart();
+  aspawn::async_execute(*ctx, test::helper_cmd({"exit", "6"}),
+                        [&](error_code, int c) { code = c; });
+  ctx->run();
+  CHECK(code == 6);
 }

@@ -145,10 +145,36 @@ template <typename Executor> struct spawn_op {
   error_code result_{};
   bool cancelled_ = false;
   int state_ = 0;
-  // Where the operation waits for the pool (its stack's parent area).
+  // Where the operation waits for the pool (its stack's parent area),
+  // until it has read its entry there; only the object that holds the
+  // operation's state has it (a move takes it along).
   void* parked_at_ = nullptr;
 
   enum : int { start, watched, reading, reaping, done_posted };
+
+  spawn_op(Executor ex, const command* cmd) : ex_(std::move(ex)), cmd_(cmd) {}
+  spawn_op(spawn_op&& o) noexcept
+      : ex_(std::move(o.ex_)), cmd_(o.cmd_), guard_(std::move(o.guard_)),
+        got_(o.got_), result_(o.result_), cancelled_(o.cancelled_),
+        state_(o.state_), parked_at_(std::exchange(o.parked_at_, nullptr)) {}
+  spawn_op& operator=(spawn_op&&) = delete;
+
+  // Destroyed after the pool fired its entry but before reading it (a
+  // resumption posted to a context that is destroyed instead of running
+  // it): a launch the pool's thread started is still in the entry, and is
+  // abandoned from there (its child killed, the stack given back, the child
+  // reaped).
+  ~spawn_op() {
+    if (state_ == watched && parked_at_) {
+      auto* e = static_cast<watch_entry*>(parked_at_);
+      const bool submitted = e->submitted;
+      launched job = e->job;
+      stack_cache* stacks = e->stacks;
+      e->~watch_entry();
+      if (submitted)
+        abandon_launch(job, *stacks);
+    }
+  }
 
   template <typename Self>
   void operator()(Self& self, error_code ec = {}, std::size_t n = 0) {
@@ -178,7 +204,9 @@ template <typename Executor> struct spawn_op {
     }
     case watched: {
       // Resumed by the pool's watcher, on this operation's executor.
-      auto* e = static_cast<watch_entry*>(parked_at_);
+      // A late cancellation must not reach the entry, which ends here.
+      self.get_cancellation_state().slot().clear();
+      auto* e = static_cast<watch_entry*>(std::exchange(parked_at_, nullptr));
       const std::uint32_t events = e->events.load(std::memory_order_acquire);
       const bool cancelled = e->cancelled.load(std::memory_order_acquire);
       const bool submitted = e->submitted;
@@ -339,16 +367,10 @@ private:
       w->self.~Self();
       w->work.~work_type();
       if (mode == fire_mode::destroy) {
-        // The context shuts down: `op` abandons its child as it goes; for a
-        // launch the pool's thread started (or never started), the entry
-        // holds it.
+        // The context shuts down: `op` abandons its child as it goes (the
+        // launch is in its guard, or for one the pool's thread took, in the
+        // entry: see ~spawn_op).
         op.get_cancellation_state().slot().clear();
-        if (w->submitted) {
-          launched job = w->job;
-          stack_cache* stacks = w->stacks;
-          w->job = launched{};
-          abandon_launch(job, *stacks);
-        }
         return;
       }
       w->events.store(events, std::memory_order_release);
@@ -422,8 +444,10 @@ private:
         w->fire = &entry::on_fire;
         fill(w);
       });
-      if (!ok)
+      if (!ok) {
         state_ = start;
+        parked_at_ = nullptr;
+      }
       return ok;
     }
   }
@@ -434,12 +458,22 @@ private:
   template <typename Self> bool submit_to_pool(Self& self, stack_pool& pool) {
     void* at = parent_storage(guard_.l.stack);
     const launched job = std::exchange(guard_.l, launched{});
-    bool ok = park(
-        self, at, [&](watch_entry* e) { return cancel_launch{e, &pool}; },
-        [&](watch_entry* e, auto&& construct) {
-          return pool.submit(ex_, e, construct);
-        },
-        [&](watch_entry* w) { w->job = job; });
+    bool ok = false;
+    try {
+      ok = park(
+          self, at, [&](watch_entry* e) { return cancel_launch{e, &pool}; },
+          [&](watch_entry* e, auto&& construct) {
+            return pool.submit(ex_, e, construct);
+          },
+          [&](watch_entry* w) { w->job = job; });
+    } catch (...) {
+      // Nothing moved (the handler's slot is set first, and the rest does
+      // not throw): the launch is this object's again.
+      state_ = start;
+      parked_at_ = nullptr;
+      guard_.l = job;
+      throw;
+    }
     if (!ok)
       guard_.l = job;
     return ok;
@@ -572,7 +606,7 @@ template <detail::asio_executor Executor,
 auto async_spawn(const Executor& ex, const command& cmd, Token&& token = {}) {
   return boost::asio::async_compose<Token,
                                     void(error_code, basic_process<Executor>)>(
-      detail::spawn_op<Executor>{ex, &cmd}, token,
+      detail::spawn_op<Executor>(ex, &cmd), token,
       ex);
 }
 

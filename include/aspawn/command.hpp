@@ -342,9 +342,11 @@ public:
   /// launch, inside that call: the command names descriptors of the
   /// caller's (a held executable or cgroup, `redirect::fd`, `dup`,
   /// `fchdir`, `tcsetpgrp`), which the child copies when it is cloned and
-  /// which the caller may close once the call returns; or ties the child to
-  /// its creator (`pdeathsig`, `kill_on_parent_death`) or runs the caller's
-  /// code in it (`call`). Such launches skip the pool's launch thread.
+  /// which the caller may close once the call returns, or keeps all of the
+  /// caller's (`close_other_fds(false)`); or ties the child to its creator
+  /// (`parent_death_signal`, `kill_on_parent_death`) or runs the caller's
+  /// code in it (`child_function`). Such launches skip the pool's launch
+  /// thread (see stack_pool.hpp, "The launch thread").
   bool binds_calling_thread() const noexcept;
 
 private:

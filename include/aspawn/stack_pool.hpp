@@ -66,6 +66,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -209,7 +210,7 @@ public:
 
   /// Launches handed to the launch thread that it has not cloned yet.
   std::size_t queued() const noexcept {
-    return queued_.load(std::memory_order_relaxed);
+    return queued_.load(std::memory_order_acquire);
   }
 
   /// Whether the pool can watch for operations on `Executor`'s: those of
@@ -245,21 +246,13 @@ public:
       refork();
     if (shut_ || (epfd_ < 0 && !set_up(ex)))
       return false;
-    if (!add(fd, e))
+    if (!arm_and_add(fd, e))
       return false;
-    if (waits_ == 0) {
-      try {
-        arm();
-      } catch (...) {
-        ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
-        return false;
-      }
-    }
     try {
       construct();
     } catch (...) {
-      // A spare wait of the watcher, if armed above, finds nothing.
       ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+      disarm_if_empty();
       throw;
     }
     if (owner) {
@@ -285,7 +278,8 @@ public:
     std::lock_guard lk(mutex_);
     if (fork_pending_)
       refork();
-    if (shut_ || (epfd_ < 0 && !set_up(ex)))
+    if (shut_ || worker_stop_ || in_fork_child_ ||
+        (epfd_ < 0 && !set_up(ex)))
       return false;
     if (!worker_running_ && !start_worker())
       return false;
@@ -320,9 +314,14 @@ public:
         e->cancelled.store(true, std::memory_order_release);
         return;
       case stage::watched:
-        if (e->events.load(std::memory_order_acquire) == 0) {
+      case stage::fired:
+        // Fired with no events and no error: the pool could not watch the
+        // pipe, and the operation will watch it itself.
+        if (e->events.load(std::memory_order_acquire) == 0 &&
+            !e->launch_error) {
           e->cancelled.store(true, std::memory_order_release);
-          aspawn::send_signal(e->pidfd, SIGKILL);
+          if (e->pidfd >= 0)
+            aspawn::send_signal(e->pidfd, SIGKILL);
         }
         return;
       default:
@@ -354,10 +353,7 @@ public:
   /// work count up for nothing: it is cancelled.
   void disarm_if_idle() noexcept {
     std::lock_guard lk(mutex_);
-    if (head_.next == &head_ && waits_ > 0 && watcher_ && !fork_pending_) {
-      boost::system::error_code ignored;
-      watcher_->cancel(ignored); // `on_ready` counts it off
-    }
+    disarm_if_empty();
   }
 
 private:
@@ -400,7 +396,6 @@ private:
     if (r != 0)
       return false;
     worker_running_ = true;
-    worker_stop_ = false;
     return true;
   }
 
@@ -436,22 +431,13 @@ private:
       lk.unlock();
       error_code ec = start_launch(e->job);
       lk.lock();
-      queued_.fetch_sub(1, std::memory_order_relaxed);
       bool watched = false;
       if (ec) {
         e->launch_error = ec;
       } else {
         e->fd = e->job.status_fd;
         e->pidfd = e->job.pidfd;
-        watched = !shut_ && !fork_pending_ && add(e->fd, e);
-        if (watched && waits_ == 0) {
-          try {
-            arm();
-          } catch (...) {
-            ::epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
-            watched = false;
-          }
-        }
+        watched = !shut_ && !fork_pending_ && arm_and_add(e->fd, e);
         if (watched) {
           link(e);
           e->at = stage::watched;
@@ -459,6 +445,8 @@ private:
             aspawn::send_signal(e->pidfd, SIGKILL);
         }
       }
+      // After the entry is watched: whoever sees none queued sees it.
+      queued_.fetch_sub(1, std::memory_order_release);
       if (watched)
         continue;
       e->at = stage::fired;
@@ -469,28 +457,31 @@ private:
     }
   }
 
-  // Fires `e` with no events, posted; should posting fail (no memory), the
-  // operation is destroyed instead, which abandons its launch.
+  // Fires `e` with no events, posted. Should posting fail (no memory), the
+  // operation, taken out of the entry already, is destroyed as the
+  // exception leaves, and abandons its launch.
   static void fire_posted(detail::watch_entry* e) noexcept {
     try {
       e->fire(e, 0, detail::fire_mode::post);
     } catch (...) {
-      e->fire(e, 0, detail::fire_mode::destroy);
     }
   }
 
   // Stops the launch thread once it is between launches, and waits for it.
   // Not with the lock held.
+  // No thread starts after this (`submit` refuses then).
   void stop_worker() noexcept {
+    pthread_t worker;
     {
       std::lock_guard lk(mutex_);
+      worker_stop_ = true;
       if (!worker_running_)
         return;
-      worker_stop_ = true;
       worker_running_ = false;
+      worker = worker_;
     }
     wake_.notify_all();
-    ::pthread_join(worker_, nullptr);
+    ::pthread_join(worker, nullptr);
   }
 
   // Called with the lock held: takes every queued launch off the queue;
@@ -589,6 +580,39 @@ private:
     return errno == EEXIST && ::epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) == 0;
   }
 
+  // Called with the lock held: watches `fd` for `e`, arming the watcher
+  // first if it has no wait pending. The order matters when the caller is
+  // not the context's thread: the reactor watches the epoll instance
+  // edge-triggered and `async_wait` does not look at readiness, so an event
+  // that came between the add and the wait, while the context's thread sat
+  // in the reactor, would be consumed with no wait to complete, and lost.
+  // False (the watcher left as it was) if it cannot be done.
+  bool arm_and_add(int fd, detail::watch_entry* e) noexcept {
+    const bool armed_here = waits_ == 0;
+    if (armed_here) {
+      try {
+        arm();
+      } catch (...) {
+        return false;
+      }
+    }
+    if (add(fd, e))
+      return true;
+    if (armed_here)
+      disarm_if_empty();
+    return false;
+  }
+
+  // Called with the lock held: a wait of the watcher with nothing to watch
+  // would keep the context's work count up for nothing; it is cancelled
+  // (`on_ready` counts it off).
+  void disarm_if_empty() noexcept {
+    if (head_.next == &head_ && waits_ > 0 && watcher_ && !fork_pending_) {
+      boost::system::error_code ignored;
+      watcher_->cancel(ignored);
+    }
+  }
+
   // Called with the lock held. One wait at a time (`waits_` counts it until
   // its handler has run, whatever its outcome), and only while something is
   // watched: an idle pool keeps no work on its context.
@@ -672,8 +696,8 @@ private:
   // The launch thread does not survive a fork. `fork_prepare` waits until
   // it is between launches and holds it there (its locks are taken) until
   // `fork_parent` or `fork_child`; in the child, the launches still queued
-  // complete with `operation_aborted`, unstarted, and the next launch
-  // starts a thread of the child's own.
+  // complete with `operation_aborted`, unstarted, and later launches clone
+  // inline (the child starts no thread).
   void notify_fork(boost::asio::execution_context::fork_event event) override {
     using ctx = boost::asio::execution_context;
     if (event == ctx::fork_prepare) {
@@ -694,7 +718,10 @@ private:
       fork_wanted_ = false;
       mutex_.unlock();
       fork_mutex_.unlock();
-      wake_.notify_all();
+      // Not in the child: its condition variable may still count the
+      // parent's waiting thread, which the child does not have.
+      if (event != ctx::fork_child)
+        wake_.notify_all();
     }
     if (event != ctx::fork_child)
       return;
@@ -702,7 +729,14 @@ private:
     {
       std::lock_guard lk(mutex_);
       worker_running_ = false; // the parent's: not this process's to join
-      worker_stop_ = false;
+      // The condition variable may still count the parent's waiting thread,
+      // which would keep its destructor (and a notification) waiting
+      // forever here: the child gets a fresh one (there is nothing to
+      // destroy in the old one but that count).
+      new (&wake_) std::condition_variable();
+      // No thread is started in a child of fork(), which may hold locks of
+      // threads it does not have: its launches clone inline.
+      in_fork_child_ = true;
       aborted = take_queue();
       for (auto* e = aborted; e; e = e->next)
         e->launch_error = boost::asio::error::operation_aborted;
@@ -794,6 +828,7 @@ private:
   bool worker_stop_ = false;
   bool fork_held_ = false;
   bool fork_wanted_ = false; // between fork_prepare and the fork
+  bool in_fork_child_ = false;
   std::atomic<bool> launch_thread_{true};
   std::atomic<std::size_t> queued_{0};
   detail::watch_entry head_; // sentinel of the watched launches
