@@ -283,7 +283,20 @@ public:
       return false;
     if (!worker_running_ && !start_worker())
       return false;
-    construct();
+    // The watcher is armed here, by the caller (a thread of the context,
+    // normally, whose recycled handler memory the wait takes: no
+    // allocation), rather than by the launch thread, and stays armed while
+    // launches are queued.
+    const bool armed_here = waits_ == 0;
+    if (armed_here)
+      arm();
+    try {
+      construct();
+    } catch (...) {
+      if (armed_here)
+        disarm_if_empty();
+      throw;
+    }
     e->submitted = true;
     e->at = detail::watch_entry::stage::queued;
     e->stacks = &cache_;
@@ -450,6 +463,7 @@ private:
       if (watched)
         continue;
       e->at = stage::fired;
+      disarm_if_empty(); // the wait armed for it may have nothing left
       lk.unlock();
       fire_posted(e);
       fk.unlock();
@@ -607,7 +621,9 @@ private:
   // would keep the context's work count up for nothing; it is cancelled
   // (`on_ready` counts it off).
   void disarm_if_empty() noexcept {
-    if (head_.next == &head_ && waits_ > 0 && watcher_ && !fork_pending_) {
+    if (head_.next == &head_ && queue_.next == &queue_ &&
+        queued_.load(std::memory_order_relaxed) == 0 && waits_ > 0 &&
+        watcher_ && !fork_pending_) {
       boost::system::error_code ignored;
       watcher_->cancel(ignored);
     }
@@ -654,7 +670,8 @@ private:
         ready[n] = e;
         events[n++] = evs[i].events;
       }
-      if (head_.next != &head_ && waits_ == 0) {
+      if ((head_.next != &head_ || queued_.load(std::memory_order_relaxed) > 0) &&
+          waits_ == 0) {
         // Should this fail (no memory), the launches taken above still go
         // on below; the rest wait for the next launch to arm the watcher.
         try {
