@@ -47,6 +47,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <type_traits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -345,8 +346,11 @@ void add_sleeper_functions(session& s, const state_ptr<F, Ctx>& st) {
 }
 
 // aspawn, aspawn_scratch and aspawn_sync.
-template <form F, typename Ctx> session make_callback_session() {
+template <form F, typename Ctx>
+session make_callback_session(bool launch_thread = true) {
   auto st = std::make_shared<state<F, Ctx>>();
+  if constexpr (std::is_same_v<Ctx, asio::io_context>)
+    aspawn::stack_pool::of(st->ctx).set_launch_thread(launch_thread);
   session s;
 
   s.launch_one = [st](const char* path) {
@@ -539,6 +543,11 @@ void register_aspawn_contenders(registry& r) {
          "once) + process::async_wait (pidfd); callbacks, command prepared "
          "once",
          [] { return make_callback_session<form::prepared, ctx>(); }});
+  r.add({"aspawn_inline",
+         "as aspawn, with the pool's launch thread off "
+         "(stack_pool::set_launch_thread(false)): the clone runs on the "
+         "event-loop thread, inside the call",
+         [] { return make_callback_session<form::prepared, ctx>(false); }});
   r.add({"aspawn_coro",
          "as aspawn, from a C++20 coroutine: co_await async_spawn(ctx, cmd, "
          "use_awaitable), co_await p.async_wait(use_awaitable)",

@@ -275,7 +275,7 @@ public:
   template <typename Executor, typename Construct>
   bool submit(const Executor& ex, detail::watch_entry* e,
               Construct&& construct) {
-    std::lock_guard lk(mutex_);
+    std::unique_lock lk(mutex_);
     if (fork_pending_)
       refork();
     if (shut_ || worker_stop_ || in_fork_child_ ||
@@ -305,6 +305,8 @@ public:
     queue_.prev->next = e;
     queue_.prev = e;
     queued_.fetch_add(1, std::memory_order_relaxed);
+    // Outside the lock: a thread woken under it would block on it at once.
+    lk.unlock();
     wake_.notify_one();
     return true;
   }
