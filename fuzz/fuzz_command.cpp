@@ -20,8 +20,8 @@
 // Only lib/command.cpp and lib/error.cpp are linked in: nothing here can
 // clone or exec.
 
-#include <aspawn/command.hpp>
-#include <aspawn/detail/step.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/child/step.hpp>
 
 #include <algorithm>
 #include <cerrno>

@@ -1,6 +1,6 @@
 //
-// aspawn/process.hpp
-// ~~~~~~~~~~~~~~~~~~
+// aspawn/asio/process.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~
 //
 // A child process as an Asio I/O object.
 //
@@ -20,7 +20,7 @@
 // `exit()` for a child that exited, or the signal number for a child killed
 // by a signal; `native_exit_code()` is the raw `waitpid` status; `status()`
 // tells the whole story, with the child's CPU time and peak memory (see
-// `aspawn/exit_status.hpp`).
+// `aspawn/core/exit_status.hpp`).
 //
 // Boost.Process v2 surface
 // ------------------------
@@ -32,7 +32,7 @@
 //   never searched in `PATH`) with the arguments `args` (a braced list or any
 //   range of strings) and v2-style initializers (`process_stdio`,
 //   `process_environment`, `process_start_dir`, `posix::bind_fd`; see
-//   `aspawn/initializer.hpp`). It returns once the child has exec'd and
+//   `aspawn/command/initializer.hpp`). It returns once the child has exec'd and
 //   throws `system_error` if it could not; the variant taking an
 //   `error_code&` after the executor reports instead of throwing. The wait
 //   for the exec is short (the child's setup steps and its exec) but it does
@@ -73,9 +73,12 @@
 // -------------
 // Distinct objects: safe. Shared objects: unsafe (as every Asio I/O object).
 //
+// Layer asio/: the Asio objects (stack pool and its watcher, process, reaper,
+// async_spawn). It may use child/, command/ and core/.
+//
 
-#ifndef ASPAWN_PROCESS_HPP
-#define ASPAWN_PROCESS_HPP
+#ifndef ASPAWN_ASIO_PROCESS_HPP
+#define ASPAWN_ASIO_PROCESS_HPP
 
 #include <array>
 #include <cerrno>
@@ -114,13 +117,13 @@
 #include <boost/asio/wait_traits.hpp>
 #include <boost/throw_exception.hpp>
 
-#include <aspawn/core.hpp>
-#include <aspawn/detail/blocking_launch.hpp>
-#include <aspawn/detail/reaper.hpp>
-#include <aspawn/error.hpp>
-#include <aspawn/exit_status.hpp>
-#include <aspawn/initializer.hpp>
-#include <aspawn/stack_pool.hpp>
+#include <aspawn/asio/reaper.hpp>
+#include <aspawn/asio/stack_pool.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/command/initializer.hpp>
+#include <aspawn/core/blocking_launch.hpp>
+#include <aspawn/core/exit_status.hpp>
+#include <aspawn/core/launch.hpp>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -605,7 +608,7 @@ public:
   /**
    * As `async_wait`, with the completion signature
    * `void(error_code ec, exit_status status)`: how the child ended and the
-   * CPU time and peak memory it used (see `aspawn/exit_status.hpp`). On
+   * CPU time and peak memory it used (see `aspawn/core/exit_status.hpp`). On
    * error, `status` is what is known (`running()` if the child was not
    * reaped).
    */
@@ -1056,4 +1059,4 @@ using process = basic_process<>;
 
 } // namespace aspawn
 
-#endif // ASPAWN_PROCESS_HPP
+#endif // ASPAWN_ASIO_PROCESS_HPP
