@@ -17,11 +17,11 @@
 // * packing is deterministic: a prepared command, an unprepared copy and the
 //   same calls replayed without `prepare()` pack the same bytes.
 //
-// Only lib/command.cpp and lib/error.cpp are linked in: nothing here can
-// clone or exec.
+// Only lib/command/command.cpp and lib/command/error.cpp are linked in:
+// nothing here can clone or exec.
 
-#include <aspawn/command.hpp>
-#include <aspawn/detail/step.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/child/step.hpp>
 
 #include <algorithm>
 #include <cerrno>

@@ -11,26 +11,38 @@
 // aspawn with `namespace bp = aspawn;` (see
 // `docs/porting-from-boost-process.md`).
 //
+// The headers below are grouped by layer, one folder each, from the bottom:
+// child/ (the only code that runs in the child), command/ (the launch
+// description), core/ (the launch without Asio), asio/ (the Asio objects)
+// and v2/ (the Boost.Process v2 surface). A header includes only its own
+// layer and lower ones (test/check_layers.sh); see docs/design.md, "Layers".
+// Every name is in namespace `aspawn` whichever folder declares it: this
+// header is the one to include.
+//
 
 #ifndef ASPAWN_ASPAWN_HPP
 #define ASPAWN_ASPAWN_HPP
 
-#include <aspawn/async_spawn.hpp>
-#include <aspawn/bind_fd.hpp>
-#include <aspawn/command.hpp>
-#include <aspawn/core.hpp>
-#include <aspawn/environment.hpp>
-#include <aspawn/error.hpp>
-#include <aspawn/execute.hpp>
-#include <aspawn/exit_status.hpp>
-#include <aspawn/initializer.hpp>
-#include <aspawn/launcher.hpp>
-#include <aspawn/popen.hpp>
-#include <aspawn/process.hpp>
-#include <aspawn/stack_pool.hpp>
-#include <aspawn/start_dir.hpp>
-#include <aspawn/stdio.hpp>
-#include <aspawn/step_kind.hpp>
-#include <aspawn/sys.hpp>
+#include <aspawn/child/step_kind.hpp>
+#include <aspawn/child/sys.hpp>
+
+#include <aspawn/command/command.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/command/initializer.hpp>
+
+#include <aspawn/core/exit_status.hpp>
+#include <aspawn/core/launch.hpp>
+
+#include <aspawn/asio/async_spawn.hpp>
+#include <aspawn/asio/process.hpp>
+#include <aspawn/asio/stack_pool.hpp>
+
+#include <aspawn/v2/bind_fd.hpp>
+#include <aspawn/v2/environment.hpp>
+#include <aspawn/v2/execute.hpp>
+#include <aspawn/v2/launcher.hpp>
+#include <aspawn/v2/popen.hpp>
+#include <aspawn/v2/start_dir.hpp>
+#include <aspawn/v2/stdio.hpp>
 
 #endif // ASPAWN_ASPAWN_HPP

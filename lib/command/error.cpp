@@ -1,6 +1,6 @@
 // Error categories.
 
-#include <aspawn/error.hpp>
+#include <aspawn/command/error.hpp>
 
 #include <cstring>
 #include <string>

@@ -1,6 +1,6 @@
 //
-// aspawn/bind_fd.hpp
-// ~~~~~~~~~~~~~~~~~~
+// aspawn/v2/bind_fd.hpp
+// ~~~~~~~~~~~~~~~~~~~~~
 //
 // Passing extra file descriptors to a child, Boost.Process v2 style.
 //
@@ -31,9 +31,12 @@
 // binds may swap descriptors. Binding 0, 1 or 2 is allowed as long as no
 // `process_stdio` also sets that stream (`errc::duplicate_target_fd`).
 //
+// Layer v2/: the Boost.Process v2 surface (initializers, popen, execute,
+// launcher). It may use every layer below it.
+//
 
-#ifndef ASPAWN_BIND_FD_HPP
-#define ASPAWN_BIND_FD_HPP
+#ifndef ASPAWN_V2_BIND_FD_HPP
+#define ASPAWN_V2_BIND_FD_HPP
 
 #include <cerrno>
 #include <cstddef>
@@ -45,9 +48,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <aspawn/command.hpp>
-#include <aspawn/error.hpp>
-#include <aspawn/initializer.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/command/initializer.hpp>
 
 namespace aspawn::posix {
 
@@ -137,4 +140,4 @@ private:
 
 } // namespace aspawn::posix
 
-#endif // ASPAWN_BIND_FD_HPP
+#endif // ASPAWN_V2_BIND_FD_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/stack_pool.hpp
-// ~~~~~~~~~~~~~~~~~~~~~
+// aspawn/asio/stack_pool.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
 //
 // The per-execution-context pool of child stacks.
 //
@@ -50,9 +50,12 @@
 // std::printf("%zu stacks mapped\n", pool.created());
 // @endcode
 //
+// Layer asio/: the Asio objects (stack pool and its watcher, process, reaper,
+// async_spawn). It may use child/, command/ and core/.
+//
 
-#ifndef ASPAWN_STACK_POOL_HPP
-#define ASPAWN_STACK_POOL_HPP
+#ifndef ASPAWN_ASIO_STACK_POOL_HPP
+#define ASPAWN_ASIO_STACK_POOL_HPP
 
 #include <pthread.h>
 #include <signal.h>
@@ -81,7 +84,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
-#include <aspawn/core.hpp>
+#include <aspawn/core/launch.hpp>
 
 namespace aspawn {
 
@@ -864,4 +867,4 @@ private:
 
 } // namespace aspawn
 
-#endif // ASPAWN_STACK_POOL_HPP
+#endif // ASPAWN_ASIO_STACK_POOL_HPP

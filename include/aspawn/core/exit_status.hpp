@@ -1,6 +1,6 @@
 //
-// aspawn/exit_status.hpp
-// ~~~~~~~~~~~~~~~~~~~~~~
+// aspawn/core/exit_status.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
 //
 // Exit codes, and the full exit status of a child with its resource usage.
 //
@@ -13,7 +13,7 @@
 // * `evaluate_exit_code(native)`: the status given to `exit()` for a child
 //   that exited, the signal number for a child killed by a signal;
 // * `process_is_running(native)`: whether the status says the child has not
-//   terminated yet (`still_active`, see `aspawn/core.hpp`).
+//   terminated yet (`still_active`, see `aspawn/core/launch.hpp`).
 //
 // The portable number cannot tell "exited with 9" from "killed by SIGKILL".
 // `exit_status` keeps the whole story: how the child ended, and the resource
@@ -31,9 +31,12 @@
 // });
 // @endcode
 //
+// Layer core/: the launch core without Asio (clone on a cached stack, status
+// pipe and pidfd, exit statuses). It may use child/ and command/.
+//
 
-#ifndef ASPAWN_EXIT_STATUS_HPP
-#define ASPAWN_EXIT_STATUS_HPP
+#ifndef ASPAWN_CORE_EXIT_STATUS_HPP
+#define ASPAWN_CORE_EXIT_STATUS_HPP
 
 #include <chrono>
 #include <cstdint>
@@ -41,7 +44,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <aspawn/core.hpp>
+#include <aspawn/core/launch.hpp>
 
 namespace aspawn {
 
@@ -145,4 +148,4 @@ private:
 
 } // namespace aspawn
 
-#endif // ASPAWN_EXIT_STATUS_HPP
+#endif // ASPAWN_CORE_EXIT_STATUS_HPP

@@ -1,4 +1,4 @@
-// aspawn/detail/reaper.hpp: collects children nobody waits for any more.
+// aspawn/asio/reaper.hpp: collects children nobody waits for any more.
 //
 // A process object destroyed while its child runs (or detached) hands the
 // pidfd here; the service waits for it on the context's reactor and reaps it,
@@ -7,9 +7,13 @@
 // SIGKILLed child is brief); detached ones still running at shutdown are left
 // to run (a detached child cloned with CLONE_PIDFD_AUTOKILL keeps its pidfd
 // open, since closing it would kill the child).
+//
+// Layer asio/: the Asio objects (stack pool and its watcher, process, reaper,
+// async_spawn). It may use child/, command/ and core/.
+//
 
-#ifndef ASPAWN_DETAIL_REAPER_HPP
-#define ASPAWN_DETAIL_REAPER_HPP
+#ifndef ASPAWN_ASIO_REAPER_HPP
+#define ASPAWN_ASIO_REAPER_HPP
 
 #include <list>
 #include <memory>
@@ -19,7 +23,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
-#include <aspawn/core.hpp>
+#include <aspawn/core/launch.hpp>
 
 namespace aspawn::detail {
 
@@ -126,4 +130,4 @@ private:
 
 } // namespace aspawn::detail
 
-#endif // ASPAWN_DETAIL_REAPER_HPP
+#endif // ASPAWN_ASIO_REAPER_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/popen.hpp
-// ~~~~~~~~~~~~~~~~
+// aspawn/v2/popen.hpp
+// ~~~~~~~~~~~~~~~~~~~
 //
 // A process with pipes to its stdin and from its stdout, Boost.Process v2
 // style.
@@ -32,9 +32,12 @@
 // As with `basic_process`, the launching constructors return once the child
 // has exec'd and throw `system_error` if it could not.
 //
+// Layer v2/: the Boost.Process v2 surface (initializers, popen, execute,
+// launcher). It may use every layer below it.
+//
 
-#ifndef ASPAWN_POPEN_HPP
-#define ASPAWN_POPEN_HPP
+#ifndef ASPAWN_V2_POPEN_HPP
+#define ASPAWN_V2_POPEN_HPP
 
 #include <cstddef>
 #include <initializer_list>
@@ -46,10 +49,10 @@
 #include <boost/asio/basic_readable_pipe.hpp>
 #include <boost/asio/basic_writable_pipe.hpp>
 
-#include <aspawn/error.hpp>
-#include <aspawn/initializer.hpp>
-#include <aspawn/process.hpp>
-#include <aspawn/stdio.hpp>
+#include <aspawn/asio/process.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/command/initializer.hpp>
+#include <aspawn/v2/stdio.hpp>
 
 namespace aspawn {
 
@@ -180,4 +183,4 @@ using popen = basic_popen<>;
 
 } // namespace aspawn
 
-#endif // ASPAWN_POPEN_HPP
+#endif // ASPAWN_V2_POPEN_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/start_dir.hpp
-// ~~~~~~~~~~~~~~~~~~~~
+// aspawn/v2/start_dir.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~
 //
 // The working directory a child starts in, Boost.Process v2 style.
 //
@@ -20,17 +20,20 @@
 //                      aspawn::process_start_dir("build"));
 // @endcode
 //
+// Layer v2/: the Boost.Process v2 surface (initializers, popen, execute,
+// launcher). It may use every layer below it.
+//
 
-#ifndef ASPAWN_START_DIR_HPP
-#define ASPAWN_START_DIR_HPP
+#ifndef ASPAWN_V2_START_DIR_HPP
+#define ASPAWN_V2_START_DIR_HPP
 
 #include <filesystem>
 #include <string>
 #include <utility>
 
-#include <aspawn/command.hpp>
-#include <aspawn/error.hpp>
-#include <aspawn/initializer.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/command/initializer.hpp>
 
 namespace aspawn {
 
@@ -57,4 +60,4 @@ struct process_start_dir {
 
 } // namespace aspawn
 
-#endif // ASPAWN_START_DIR_HPP
+#endif // ASPAWN_V2_START_DIR_HPP

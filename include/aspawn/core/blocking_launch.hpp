@@ -1,4 +1,4 @@
-// aspawn/detail/blocking_launch.hpp: launching and waiting for the exec.
+// aspawn/core/blocking_launch.hpp: launching and waiting for the exec.
 //
 // The launching constructors of `basic_process` (the Boost.Process v2
 // surface) report a failed exec synchronously. They use the launch core
@@ -6,18 +6,22 @@
 // comes as soon as the child has exec'd or failed a step. A failed child is
 // reaped before returning (it exits right after reporting), so nothing is
 // left behind. `async_spawn` is the non-blocking path.
+//
+// Layer core/: the launch core without Asio (clone on a cached stack, status
+// pipe and pidfd, exit statuses). It may use child/ and command/.
+//
 
-#ifndef ASPAWN_DETAIL_BLOCKING_LAUNCH_HPP
-#define ASPAWN_DETAIL_BLOCKING_LAUNCH_HPP
+#ifndef ASPAWN_CORE_BLOCKING_LAUNCH_HPP
+#define ASPAWN_CORE_BLOCKING_LAUNCH_HPP
 
 #include <cerrno>
 #include <cstddef>
 
 #include <unistd.h>
 
-#include <aspawn/command.hpp>
-#include <aspawn/core.hpp>
-#include <aspawn/error.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/core/launch.hpp>
 
 namespace aspawn::detail {
 
@@ -67,4 +71,4 @@ inline error_code launch_blocking(const command& cmd, stack_cache& stacks,
 
 } // namespace aspawn::detail
 
-#endif // ASPAWN_DETAIL_BLOCKING_LAUNCH_HPP
+#endif // ASPAWN_CORE_BLOCKING_LAUNCH_HPP

@@ -1,6 +1,6 @@
 // The command: validation, PATH resolution and packing.
 
-#include <aspawn/command.hpp>
+#include <aspawn/command/command.hpp>
 
 #include <algorithm>
 #include <cerrno>

@@ -1,6 +1,6 @@
 //
-// aspawn/environment.hpp
-// ~~~~~~~~~~~~~~~~~~~~~~
+// aspawn/v2/environment.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
 //
 // Environments: this process's, and the one a child is launched with.
 //
@@ -43,9 +43,12 @@
 //                      aspawn::process_environment(env));
 // @endcode
 //
+// Layer v2/: the Boost.Process v2 surface (initializers, popen, execute,
+// launcher). It may use every layer below it.
+//
 
-#ifndef ASPAWN_ENVIRONMENT_HPP
-#define ASPAWN_ENVIRONMENT_HPP
+#ifndef ASPAWN_V2_ENVIRONMENT_HPP
+#define ASPAWN_V2_ENVIRONMENT_HPP
 
 #include <cerrno>
 #include <cstddef>
@@ -68,9 +71,9 @@
 
 #include <boost/throw_exception.hpp>
 
-#include <aspawn/command.hpp>
-#include <aspawn/error.hpp>
-#include <aspawn/initializer.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/command/initializer.hpp>
 
 extern "C" {
 extern char** environ;
@@ -559,4 +562,4 @@ template <> struct std::hash<aspawn::environment::key_value_pair> {
   }
 };
 
-#endif // ASPAWN_ENVIRONMENT_HPP
+#endif // ASPAWN_V2_ENVIRONMENT_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/error.hpp
-// ~~~~~~~~~~~~~~~~
+// aspawn/command/error.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~
 //
 // Error codes.
 //
@@ -25,15 +25,18 @@
 //   features, a child reaped by someone else): `aspawn::errc` in
 //   `aspawn::library_category()`.
 //
+// Layer command/: the launch description (error codes, `command` and its
+// packing, initializers translated into a command). It may use child/.
+//
 
-#ifndef ASPAWN_ERROR_HPP
-#define ASPAWN_ERROR_HPP
+#ifndef ASPAWN_COMMAND_ERROR_HPP
+#define ASPAWN_COMMAND_ERROR_HPP
 
 #include <cstdint>
 #include <string_view>
 #include <type_traits>
 
-#include <aspawn/step_kind.hpp>
+#include <aspawn/child/step_kind.hpp>
 
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
@@ -118,4 +121,4 @@ namespace boost::system {
 template <> struct is_error_code_enum<aspawn::errc> : std::true_type {};
 } // namespace boost::system
 
-#endif // ASPAWN_ERROR_HPP
+#endif // ASPAWN_COMMAND_ERROR_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/execute.hpp
-// ~~~~~~~~~~~~~~~~~~
+// aspawn/v2/execute.hpp
+// ~~~~~~~~~~~~~~~~~~~~~
 //
 // Waiting for a launched process to finish, Boost.Process v2 style.
 //
@@ -25,7 +25,7 @@
 // cancellation before they reach its handler; aspawn honours all three.
 //
 // To launch a `command` and wait without blocking at any point, see
-// `aspawn::async_execute(ex, command, token)` in `aspawn/async_spawn.hpp`.
+// `aspawn::async_execute(ex, command, token)` in `aspawn/asio/async_spawn.hpp`.
 //
 // Example
 // -------
@@ -40,9 +40,12 @@
 // stop.emit(asio::cancellation_type::partial);
 // @endcode
 //
+// Layer v2/: the Boost.Process v2 surface (initializers, popen, execute,
+// launcher). It may use every layer below it.
+//
 
-#ifndef ASPAWN_EXECUTE_HPP
-#define ASPAWN_EXECUTE_HPP
+#ifndef ASPAWN_V2_EXECUTE_HPP
+#define ASPAWN_V2_EXECUTE_HPP
 
 #include <csignal>
 #include <memory>
@@ -55,8 +58,8 @@
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/compose.hpp>
 
-#include <aspawn/error.hpp>
-#include <aspawn/process.hpp>
+#include <aspawn/asio/process.hpp>
+#include <aspawn/command/error.hpp>
 
 namespace aspawn {
 
@@ -136,4 +139,4 @@ auto async_execute(basic_process<Executor> proc, Token&& token = {}) {
 
 } // namespace aspawn
 
-#endif // ASPAWN_EXECUTE_HPP
+#endif // ASPAWN_V2_EXECUTE_HPP

@@ -7,8 +7,8 @@
 // memory and thread pointer, so it must not touch errno, the heap, locks, a
 // lazily bound PLT slot, or the sanitizers' shadow state.
 
-#include <aspawn/detail/step.hpp>
-#include <aspawn/sys.hpp>
+#include <aspawn/child/step.hpp>
+#include <aspawn/child/sys.hpp>
 
 #include <cerrno>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 //
-// aspawn/launcher.hpp
-// ~~~~~~~~~~~~~~~~~~~
+// aspawn/v2/launcher.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~
 //
 // The launcher object of Boost.Process v2.
 //
@@ -18,21 +18,24 @@
 // @endcode
 //
 // aspawn's launcher does the same as the constructors (see
-// `aspawn/process.hpp`): it returns once the child has exec'd. On failure
+// `aspawn/asio/process.hpp`): it returns once the child has exec'd. On failure
 // the returned process is empty and nothing is left behind.
 //
+// Layer v2/: the Boost.Process v2 surface (initializers, popen, execute,
+// launcher). It may use every layer below it.
+//
 
-#ifndef ASPAWN_LAUNCHER_HPP
-#define ASPAWN_LAUNCHER_HPP
+#ifndef ASPAWN_V2_LAUNCHER_HPP
+#define ASPAWN_V2_LAUNCHER_HPP
 
 #include <initializer_list>
 #include <string_view>
 #include <utility>
 
-#include <aspawn/async_spawn.hpp>
-#include <aspawn/error.hpp>
-#include <aspawn/initializer.hpp>
-#include <aspawn/process.hpp>
+#include <aspawn/asio/async_spawn.hpp>
+#include <aspawn/asio/process.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/command/initializer.hpp>
 
 namespace aspawn {
 
@@ -101,4 +104,4 @@ struct default_process_launcher {
 
 } // namespace aspawn
 
-#endif // ASPAWN_LAUNCHER_HPP
+#endif // ASPAWN_V2_LAUNCHER_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/process.hpp
-// ~~~~~~~~~~~~~~~~~~
+// aspawn/asio/process.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~
 //
 // A child process as an Asio I/O object.
 //
@@ -20,7 +20,7 @@
 // `exit()` for a child that exited, or the signal number for a child killed
 // by a signal; `native_exit_code()` is the raw `waitpid` status; `status()`
 // tells the whole story, with the child's CPU time and peak memory (see
-// `aspawn/exit_status.hpp`).
+// `aspawn/core/exit_status.hpp`).
 //
 // Boost.Process v2 surface
 // ------------------------
@@ -32,7 +32,7 @@
 //   never searched in `PATH`) with the arguments `args` (a braced list or any
 //   range of strings) and v2-style initializers (`process_stdio`,
 //   `process_environment`, `process_start_dir`, `posix::bind_fd`; see
-//   `aspawn/initializer.hpp`). It returns once the child has exec'd and
+//   `aspawn/command/initializer.hpp`). It returns once the child has exec'd and
 //   throws `system_error` if it could not; the variant taking an
 //   `error_code&` after the executor reports instead of throwing. The wait
 //   for the exec is short (the child's setup steps and its exec) but it does
@@ -54,6 +54,11 @@
 // `operation_aborted` and leaves the child running, to be stopped or waited
 // for again.
 //
+// The parts that are not the object itself have headers of their own: the
+// exit wait as the stack pool's watcher holds it (`aspawn/asio/exit_wait.hpp`)
+// and the graceful stop (`aspawn/asio/stop.hpp`). Signals are sent with the
+// core's `send_signal` and `send_group_signal` (`aspawn/core/launch.hpp`).
+//
 // Destruction
 // -----------
 // Destroying a process object whose child is still running and not detached
@@ -73,9 +78,12 @@
 // -------------
 // Distinct objects: safe. Shared objects: unsafe (as every Asio I/O object).
 //
+// Layer asio/: the Asio objects (stack pool and its watcher, process, reaper,
+// async_spawn). It may use child/, command/ and core/.
+//
 
-#ifndef ASPAWN_PROCESS_HPP
-#define ASPAWN_PROCESS_HPP
+#ifndef ASPAWN_ASIO_PROCESS_HPP
+#define ASPAWN_ASIO_PROCESS_HPP
 
 #include <array>
 #include <cerrno>
@@ -101,26 +109,23 @@
 #include <boost/asio/basic_readable_pipe.hpp>
 #include <boost/asio/basic_writable_pipe.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/compose.hpp>
-#include <boost/asio/deferred.hpp>
 #include <boost/asio/execution/context.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/query.hpp>
-#include <boost/asio/recycling_allocator.hpp>
-#include <boost/asio/wait_traits.hpp>
 #include <boost/throw_exception.hpp>
 
-#include <aspawn/core.hpp>
-#include <aspawn/detail/blocking_launch.hpp>
-#include <aspawn/detail/reaper.hpp>
-#include <aspawn/error.hpp>
-#include <aspawn/exit_status.hpp>
-#include <aspawn/initializer.hpp>
-#include <aspawn/stack_pool.hpp>
+#include <aspawn/asio/exit_wait.hpp>
+#include <aspawn/asio/reaper.hpp>
+#include <aspawn/asio/stack_pool.hpp>
+#include <aspawn/asio/stop.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/command/initializer.hpp>
+#include <aspawn/core/blocking_launch.hpp>
+#include <aspawn/core/exit_status.hpp>
+#include <aspawn/core/launch.hpp>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -132,53 +137,6 @@ namespace detail {
 template <typename ExecutionContext>
 concept context_ref =
     std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>;
-
-// The allocator for `T` that an operation `op` allocates with: its handler's
-// associated allocator, or else a recycling one (as Asio's own operations
-// do, so that a warm event loop reuses the memory).
-template <typename T, typename Op> auto op_allocator(const Op& op) {
-  auto a = boost::asio::get_associated_allocator(op);
-  if constexpr (std::is_same_v<decltype(a), std::allocator<void>>)
-    return boost::asio::recycling_allocator<T>();
-  else
-    return typename std::allocator_traits<decltype(a)>::template rebind_alloc<
-        T>(a);
-}
-
-// A process object's exit wait as the stack pool's watcher holds it, in
-// memory of its own.
-template <typename Self> struct exit_waiting : parked_op<Self> {
-  using typename parked_op<Self>::work_type;
-
-  explicit exit_waiting(Self&& s) : parked_op<Self>(std::move(s)) {
-    this->counted = false;
-    this->fire = &on_fire;
-  }
-
-  // The operation resumes with success when the pidfd became readable
-  // (`events` from the watcher), and with `operation_aborted` when the
-  // wait was taken off the watcher (no events: cancelled, or the process
-  // object let go of its child).
-  static void on_fire(watch_entry* e, std::uint32_t events, fire_mode mode) {
-    auto* w = static_cast<exit_waiting*>(e);
-    Self op(std::move(w->self));
-    work_type work(std::move(w->work));
-    // The memory goes back before the operation resumes, as with Asio's
-    // own operations.
-    auto a = op_allocator<exit_waiting>(op);
-    w->~exit_waiting();
-    a.deallocate(w, 1);
-    if (mode == fire_mode::destroy) {
-      op.get_cancellation_state().slot().clear();
-      return;
-    }
-    error_code ec;
-    if (events == 0)
-      ec = boost::asio::error::operation_aborted;
-    auto ex = op.get_executor();
-    resume(ex, boost::asio::append(std::move(op), ec), mode);
-  }
-};
 } // namespace detail
 
 /// A child process owned through its pidfd.
@@ -605,7 +563,7 @@ public:
   /**
    * As `async_wait`, with the completion signature
    * `void(error_code ec, exit_status status)`: how the child ended and the
-   * CPU time and peak memory it used (see `aspawn/exit_status.hpp`). On
+   * CPU time and peak memory it used (see `aspawn/core/exit_status.hpp`). On
    * error, `status` is what is known (`running()` if the child was not
    * reaped).
    */
@@ -613,7 +571,7 @@ public:
                 boost::asio::default_completion_token_t<executor_type>>
   auto async_wait_status(Token&& token = {}) {
     return boost::asio::async_compose<Token, void(error_code, exit_status)>(
-        wait_status_op{this}, token, ex_);
+        detail::wait_status_op<basic_process>{this}, token, ex_);
   }
 
   /// Stops the child gracefully: SIGTERM, then SIGKILL if it has not exited
@@ -642,9 +600,10 @@ public:
                 boost::asio::default_completion_token_t<executor_type>>
   auto async_stop(std::chrono::duration<Rep, Period> grace, Token&& token = {}) {
     return boost::asio::async_compose<Token, void(error_code, exit_status)>(
-        stop_op{this,
-                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                    grace)},
+        detail::stop_op<basic_process>{
+            this,
+            std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                grace)},
         token, ex_);
   }
 
@@ -652,74 +611,6 @@ private:
   template <typename> friend class basic_process;
 
   using rusage_type = struct rusage;
-  using timer_type =
-      boost::asio::basic_waitable_timer<std::chrono::steady_clock,
-                                        boost::asio::wait_traits<
-                                            std::chrono::steady_clock>,
-                                        Executor>;
-
-  struct wait_status_op {
-    basic_process* self_;
-
-    template <typename Self> void operator()(Self& self) {
-      self.reset_cancellation_state(boost::asio::enable_total_cancellation());
-      self_->async_wait(std::move(self));
-    }
-    template <typename Self> void operator()(Self& self, error_code ec, int) {
-      self.complete(ec, self_->status());
-    }
-  };
-
-  struct stop_op {
-    basic_process* self_;
-    std::chrono::steady_clock::duration grace_;
-    std::unique_ptr<timer_type> timer_{};
-    error_code error_{};
-
-    template <typename Self> void operator()(Self& self) {
-      self.reset_cancellation_state(boost::asio::enable_total_cancellation());
-      auto& p = *self_;
-      if (p.native_status_ != still_active || p.pidfd_ < 0) {
-        p.async_wait(std::move(self)); // completes at once, with the status
-        return;
-      }
-      p.signal(SIGTERM, error_);
-      if (error_) { // e.g. EPERM: the child may never exit, do not wait
-        boost::asio::post(p.ex_,
-                          boost::asio::append(std::move(self), error_, -1));
-        return;
-      }
-      timer_ = std::make_unique<timer_type>(p.ex_, grace_);
-      auto& timer = *timer_;
-      boost::asio::experimental::make_parallel_group(
-          timer.async_wait(boost::asio::deferred),
-          p.async_wait(boost::asio::deferred))
-          .async_wait(boost::asio::experimental::wait_for_one(),
-                      std::move(self));
-    }
-
-    // The grace period ran out, or the child exited, or both were cancelled.
-    template <typename Self>
-    void operator()(Self& self, std::array<std::size_t, 2> order,
-                    error_code timer_ec, error_code wait_ec, int) {
-      auto& p = *self_;
-      if (order[0] == 1 || p.native_status_ != still_active) {
-        self.complete(p.native_status_ != still_active ? error_code{} : wait_ec,
-                      p.status());
-        return;
-      }
-      if (timer_ec) { // cancelled
-        self.complete(timer_ec, p.status());
-        return;
-      }
-      p.signal(SIGKILL, error_);
-      p.async_wait(std::move(self));
-    }
-
-    template <typename Self> void operator()(Self& self, error_code ec, int) {
-      self.complete(error_ ? error_ : ec, self_->status());
-    }
-  };
 
   template <typename Exe, typename Args, typename... Inits>
   void launch_or_throw(const Exe& exe, const Args& args, Inits&... inits) {
@@ -1056,4 +947,4 @@ using process = basic_process<>;
 
 } // namespace aspawn
 
-#endif // ASPAWN_PROCESS_HPP
+#endif // ASPAWN_ASIO_PROCESS_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/stdio.hpp
-// ~~~~~~~~~~~~~~~~
+// aspawn/v2/stdio.hpp
+// ~~~~~~~~~~~~~~~~~~~
 //
 // The standard streams of a child, Boost.Process v2 style.
 //
@@ -45,9 +45,12 @@
 // open, a failed `pipe2`) makes the launch fail with a clear error and
 // nothing else happens.
 //
+// Layer v2/: the Boost.Process v2 surface (initializers, popen, execute,
+// launcher). It may use every layer below it.
+//
 
-#ifndef ASPAWN_STDIO_HPP
-#define ASPAWN_STDIO_HPP
+#ifndef ASPAWN_V2_STDIO_HPP
+#define ASPAWN_V2_STDIO_HPP
 
 #include <cstddef>
 #include <cstdio>
@@ -62,9 +65,9 @@
 #include <boost/asio/basic_writable_pipe.hpp>
 #include <boost/asio/error.hpp>
 
-#include <aspawn/command.hpp>
-#include <aspawn/error.hpp>
-#include <aspawn/initializer.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/command/error.hpp>
+#include <aspawn/command/initializer.hpp>
 
 namespace aspawn {
 
@@ -223,4 +226,4 @@ struct process_stdio {
 
 } // namespace aspawn
 
-#endif // ASPAWN_STDIO_HPP
+#endif // ASPAWN_V2_STDIO_HPP

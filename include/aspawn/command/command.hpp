@@ -1,6 +1,6 @@
 //
-// aspawn/command.hpp
-// ~~~~~~~~~~~~~~~~~~
+// aspawn/command/command.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
 //
 // The reusable launch description.
 //
@@ -20,7 +20,7 @@
 // * Each setup step becomes one checked system call in the child, run in the
 //   order the steps were added (standard streams first: stdin, stdout,
 //   stderr). The first failure stops the launch, which completes with an
-//   error naming the step (see `aspawn/error.hpp`).
+//   error naming the step (see `aspawn/command/error.hpp`).
 //
 // Validation happens as the command is built: the first invalid input is
 // recorded and reported by `error()`, and any launch of the command fails
@@ -37,9 +37,12 @@
 // other file descriptor is closed in the child (`close_other_fds`), whether
 // or not it is close-on-exec.
 //
+// Layer command/: the launch description (error codes, `command` and its
+// packing, initializers translated into a command). It may use child/.
+//
 
-#ifndef ASPAWN_COMMAND_HPP
-#define ASPAWN_COMMAND_HPP
+#ifndef ASPAWN_COMMAND_COMMAND_HPP
+#define ASPAWN_COMMAND_COMMAND_HPP
 
 #include <cstddef>
 #include <cstdint>
@@ -52,8 +55,8 @@
 
 #include <fcntl.h>
 
-#include <aspawn/detail/step.hpp>
-#include <aspawn/error.hpp>
+#include <aspawn/child/step.hpp>
+#include <aspawn/command/error.hpp>
 
 namespace aspawn {
 
@@ -398,4 +401,4 @@ private:
 
 } // namespace aspawn
 
-#endif // ASPAWN_COMMAND_HPP
+#endif // ASPAWN_COMMAND_COMMAND_HPP

@@ -1,7 +1,7 @@
 // The launch: stacks, signal discipline, clone3/clone, status decoding.
 
-#include <aspawn/core.hpp>
-#include <aspawn/sys.hpp>
+#include <aspawn/core/launch.hpp>
+#include <aspawn/child/sys.hpp>
 
 #include <algorithm>
 #include <cerrno>

@@ -1,6 +1,6 @@
 //
-// aspawn/async_spawn.hpp
-// ~~~~~~~~~~~~~~~~~~~~~~
+// aspawn/asio/async_spawn.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
 //
 // Launching without blocking.
 //
@@ -10,8 +10,8 @@
 // neither for the child's setup nor for its exec. The operation completes
 // once the child has exec'd (its status pipe closed with no data) with a
 // `basic_process` that owns the child, or with the error of the step that
-// failed in the child (see `aspawn/error.hpp`), in which case the child has
-// been reaped and nothing is left behind.
+// failed in the child (see `aspawn/command/error.hpp`), in which case the
+// child has been reaped and nothing is left behind.
 //
 // `async_execute` launches and waits: it completes with the exit code.
 //
@@ -24,9 +24,12 @@
 // int code = co_await p.async_wait(asio::use_awaitable);
 // @endcode
 //
+// Layer asio/: the Asio objects (stack pool and its watcher, process, reaper,
+// async_spawn). It may use child/, command/ and core/.
+//
 
-#ifndef ASPAWN_ASYNC_SPAWN_HPP
-#define ASPAWN_ASYNC_SPAWN_HPP
+#ifndef ASPAWN_ASIO_ASYNC_SPAWN_HPP
+#define ASPAWN_ASIO_ASYNC_SPAWN_HPP
 
 #include <array>
 #include <memory>
@@ -47,10 +50,10 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/query.hpp>
 
-#include <aspawn/command.hpp>
-#include <aspawn/core.hpp>
-#include <aspawn/process.hpp>
-#include <aspawn/stack_pool.hpp>
+#include <aspawn/asio/process.hpp>
+#include <aspawn/asio/stack_pool.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/core/launch.hpp>
 
 namespace aspawn {
 
@@ -654,4 +657,4 @@ void execute_op<Executor>::async_spawn_impl(Self& self) {
 
 } // namespace aspawn
 
-#endif // ASPAWN_ASYNC_SPAWN_HPP
+#endif // ASPAWN_ASIO_ASYNC_SPAWN_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/sys.hpp
-// ~~~~~~~~~~~~~~
+// aspawn/child/sys.hpp
+// ~~~~~~~~~~~~~~~~~~~~
 //
 // The raw system call layer.
 //
@@ -22,9 +22,13 @@
 //
 // Supported architectures: x86-64 and aarch64.
 //
+// Layer child/: child-safe code, the only code that may run in the child
+// between clone and exec (raw system calls, the launch image). It uses
+// no other layer of aspawn, no Boost, no libc call.
+//
 
-#ifndef ASPAWN_SYS_HPP
-#define ASPAWN_SYS_HPP
+#ifndef ASPAWN_CHILD_SYS_HPP
+#define ASPAWN_CHILD_SYS_HPP
 
 #include <cstddef>
 #include <cstdint>
@@ -304,4 +308,4 @@ ASPAWN_SYS_INLINE long nanosleep_ns(long ns) noexcept {
 
 } // namespace aspawn::sys
 
-#endif // ASPAWN_SYS_HPP
+#endif // ASPAWN_CHILD_SYS_HPP

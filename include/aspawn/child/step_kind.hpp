@@ -1,13 +1,17 @@
 //
-// aspawn/step_kind.hpp
-// ~~~~~~~~~~~~~~~~~~~~
+// aspawn/child/step_kind.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
 //
 // The kinds of child setup steps, as named in error messages. Free of any
 // dependency so that child-side code can use it.
 //
+// Layer child/: child-safe code, the only code that may run in the child
+// between clone and exec (raw system calls, the launch image). It uses
+// no other layer of aspawn, no Boost, no libc call.
+//
 
-#ifndef ASPAWN_STEP_KIND_HPP
-#define ASPAWN_STEP_KIND_HPP
+#ifndef ASPAWN_CHILD_STEP_KIND_HPP
+#define ASPAWN_CHILD_STEP_KIND_HPP
 
 #include <cstdint>
 
@@ -45,4 +49,4 @@ enum class step_kind : std::uint8_t {
 
 } // namespace aspawn
 
-#endif // ASPAWN_STEP_KIND_HPP
+#endif // ASPAWN_CHILD_STEP_KIND_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/initializer.hpp
-// ~~~~~~~~~~~~~~~~~~~~~~
+// aspawn/command/initializer.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 //
 // Launch initializers in the style of Boost.Process v2.
 //
@@ -17,9 +17,9 @@
 // @endcode
 //
 // aspawn translates such a description into an `aspawn::command` (see
-// `aspawn/command.hpp`), the library's reusable launch description: each
-// initializer is applied to the command in the order given. An initializer
-// is any object `init` for which one of these is valid:
+// `aspawn/command/command.hpp`), the library's reusable launch description:
+// each initializer is applied to the command in the order given. An
+// initializer is any object `init` for which one of these is valid:
 //
 // * `init.on_setup(cmd)`, returning `error_code` (or `void`), where `cmd` is
 //   the `aspawn::command&` being built. The library's initializers
@@ -47,9 +47,12 @@
 // pipe created by `process_stdio`, a file opened by `posix::bind_fd`): keep
 // those initializers alive until the launch has been initiated.
 //
+// Layer command/: the launch description (error codes, `command` and its
+// packing, initializers translated into a command). It may use child/.
+//
 
-#ifndef ASPAWN_INITIALIZER_HPP
-#define ASPAWN_INITIALIZER_HPP
+#ifndef ASPAWN_COMMAND_INITIALIZER_HPP
+#define ASPAWN_COMMAND_INITIALIZER_HPP
 
 #include <concepts>
 #include <cstddef>
@@ -64,8 +67,8 @@
 
 #include <boost/throw_exception.hpp>
 
-#include <aspawn/command.hpp>
-#include <aspawn/error.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/command/error.hpp>
 
 namespace aspawn {
 
@@ -199,4 +202,4 @@ command make_command(const Exe& exe,
 
 } // namespace aspawn
 
-#endif // ASPAWN_INITIALIZER_HPP
+#endif // ASPAWN_COMMAND_INITIALIZER_HPP

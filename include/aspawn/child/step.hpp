@@ -1,17 +1,22 @@
-// aspawn/detail/step.hpp: the child-side launch image.
+// aspawn/child/step.hpp: the child-side launch image.
 //
 // Everything here is plain data with no pointers into the parent's heap: a
 // command packs it once into a position-independent blob, and each launch
 // copies the blob to the top of a child stack and adds the pointer arrays.
+//
+// Layer child/: child-safe code, the only code that may run in the child
+// between clone and exec (raw system calls, the launch image). It uses
+// no other layer of aspawn, no Boost, no libc call.
+//
 
-#ifndef ASPAWN_DETAIL_STEP_HPP
-#define ASPAWN_DETAIL_STEP_HPP
+#ifndef ASPAWN_CHILD_STEP_HPP
+#define ASPAWN_CHILD_STEP_HPP
 
 #include <cstddef>
 #include <cstdint>
 
-#include <aspawn/step_kind.hpp>
-#include <aspawn/sys.hpp>
+#include <aspawn/child/step_kind.hpp>
+#include <aspawn/child/sys.hpp>
 
 namespace aspawn {
 
@@ -24,7 +29,7 @@ namespace aspawn {
  * launch then completes with that errno and this step's index.
  *
  * The function runs in a process that shares the parent's memory: it may only
- * call the functions of `aspawn/sys.hpp`, must not throw, and should be
+ * call the functions of `aspawn/child/sys.hpp`, must not throw, and should be
  * marked `ASPAWN_CHILD_FN`.
  */
 using child_function_type = int (*)(void* data, std::size_t size);
@@ -110,4 +115,4 @@ inline constexpr std::uint32_t failure_magic = 0x61737077u; // "aspw"
 
 } // namespace aspawn::detail
 
-#endif // ASPAWN_DETAIL_STEP_HPP
+#endif // ASPAWN_CHILD_STEP_HPP

@@ -1,6 +1,6 @@
 //
-// aspawn/core.hpp
-// ~~~~~~~~~~~~~~~
+// aspawn/core/launch.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~
 //
 // The launch core, usable without Asio.
 //
@@ -17,12 +17,15 @@
 // 2. waits for the pidfd to become readable and reaps the child with
 //    `waitid(P_PIDFD, ...)`.
 //
-// The Asio layer (`aspawn/async_spawn.hpp`) does exactly that without
+// The Asio layer (`aspawn/asio/async_spawn.hpp`) does exactly that without
 // blocking; this header is for other event loops.
 //
+// Layer core/: the launch core without Asio (clone on a cached stack, status
+// pipe and pidfd, exit statuses). It may use child/ and command/.
+//
 
-#ifndef ASPAWN_CORE_HPP
-#define ASPAWN_CORE_HPP
+#ifndef ASPAWN_CORE_LAUNCH_HPP
+#define ASPAWN_CORE_LAUNCH_HPP
 
 #include <atomic>
 #include <cstddef>
@@ -31,8 +34,8 @@
 
 #include <sys/resource.h>
 
-#include <aspawn/command.hpp>
-#include <aspawn/error.hpp>
+#include <aspawn/command/command.hpp>
+#include <aspawn/command/error.hpp>
 
 namespace aspawn {
 
@@ -253,4 +256,4 @@ void end_credential_launch() noexcept;
 
 } // namespace aspawn
 
-#endif // ASPAWN_CORE_HPP
+#endif // ASPAWN_CORE_LAUNCH_HPP
