@@ -349,7 +349,7 @@ public:
   /// caller's (`close_other_fds(false)`); or ties the child to its creator
   /// (`parent_death_signal`, `kill_on_parent_death`) or runs the caller's
   /// code in it (`child_function`). Such launches skip the pool's launch
-  /// thread (see stack_pool.hpp, "The launch thread").
+  /// thread (see aspawn/asio/stack_pool.hpp, "The launch thread").
   bool binds_calling_thread() const noexcept;
 
 private:
