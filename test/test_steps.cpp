@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,11 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/audit.h>
+#include <linux/close_range.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -78,6 +84,48 @@ std::string fds_line(const std::set<int>& fds) {
   return s + "\n";
 }
 
+
+// A seccomp filter for a child function to install, playing an older
+// kernel: close_range refusing CLOSE_RANGE_CLOEXEC with EINVAL (Linux 5.9,
+// 5.10), or, with `missing`, close_range failing with ENOSYS (before 5.9).
+std::vector<sock_filter> old_close_range_filter(bool missing) {
+#if defined(__x86_64__)
+  constexpr unsigned arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+  constexpr unsigned arch = AUDIT_ARCH_AARCH64;
+#endif
+  auto load = [](std::size_t at) -> sock_filter {
+    return BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<unsigned>(at));
+  };
+  auto ret = [](unsigned v) -> sock_filter { return BPF_STMT(BPF_RET | BPF_K, v); };
+  std::vector<sock_filter> f = {
+      load(offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+      ret(SECCOMP_RET_ALLOW),
+      load(offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 1, 0),
+      ret(SECCOMP_RET_ALLOW)};
+  if (missing) {
+    f.push_back(ret(SECCOMP_RET_ERRNO | ENOSYS));
+  } else {
+    f.push_back(load(offsetof(seccomp_data, args[2]))); // flags, low half
+    f.push_back(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLOSE_RANGE_CLOEXEC, 0, 1));
+    f.push_back(ret(SECCOMP_RET_ERRNO | EINVAL));
+    f.push_back(ret(SECCOMP_RET_ALLOW));
+  }
+  return f;
+}
+
+// A child function installing the filter its data (a sock_fprog) points
+// to: the parent's memory, which the child shares until it execs.
+ASPAWN_CHILD_FN int install_filter(void* data, std::size_t) {
+  long r = aspawn::sys::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  if (r < 0)
+    return static_cast<int>(r);
+  r = aspawn::sys::syscall3(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0,
+                            reinterpret_cast<long>(data));
+  return static_cast<int>(r);
+}
 
 // Runs `cmd`, requires success and exit status 0, returns stdout.
 std::string output_of(const command& cmd) {
@@ -345,6 +393,36 @@ TEST_CASE("the child sees only 0, 1, 2 and the descriptors it is given",
       expected.insert(77);
       CHECK(output_of(test::helper_cmd({"fds"}).close_other_fds(false).map_fd(
                 77, p.wr)) == fds_line(expected));
+    }
+  }
+  CHECK(test::open_fds() == before);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("other descriptors are closed on kernels without "
+          "CLOSE_RANGE_CLOEXEC or close_range",
+          "[steps][fd]") {
+  // The child's last step marks the descriptors close-on-exec in one call
+  // (Linux 5.11); refused (5.9, 5.10) it closes them with close_range, and
+  // without close_range it walks /proc/self/fd. Older kernels are played
+  // by a seccomp filter installed by an earlier step.
+  auto before = test::open_fds();
+  {
+    fd_guard low(inheritable_null(5));
+    fd_guard high(inheritable_null(300));
+    for (bool missing : {false, true}) {
+      INFO((missing ? "no close_range" : "CLOSE_RANGE_CLOEXEC refused"));
+      std::vector<sock_filter> filter = old_close_range_filter(missing);
+      sock_fprog prog{static_cast<unsigned short>(filter.size()),
+                      filter.data()};
+      auto cmd = [&] {
+        return test::helper_cmd({"fds"}).child_function(install_filter, &prog,
+                                                        sizeof prog);
+      };
+      CHECK(output_of(cmd()) == "fds=0 1 2\n");
+      CHECK(output_of(cmd().inherit_fd(high.fd)) ==
+            fds_line({0, 1, 2, high.fd}));
+      CHECK(output_of(cmd().map_fd(9, low.fd)) == "fds=0 1 2 9\n");
     }
   }
   CHECK(test::open_fds() == before);
