@@ -347,7 +347,7 @@ error_code prepare_launch(const command& cmd, stack_cache& stacks,
   return {};
 }
 
-error_code start_launch(launched& out) {
+error_code start_launch(launched& out, bool signals_blocked) {
   auto* cargs = static_cast<detail::child_args*>(out.args);
   const stack_region stack = out.stack;
   std::byte* const sp = reinterpret_cast<std::byte*>(cargs);
@@ -394,7 +394,8 @@ error_code start_launch(launched& out) {
   ::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old_cancel);
   sys::sigset all = ~sys::sigset{0};
   sys::sigset old_mask = 0;
-  sys::rt_sigprocmask(SIG_SETMASK, &all, &old_mask);
+  if (!signals_blocked)
+    sys::rt_sigprocmask(SIG_SETMASK, &all, &old_mask);
 
   int pidfd = -1;
   long pid = -ENOSYS;
@@ -469,7 +470,8 @@ error_code start_launch(launched& out) {
                        aspawn_child_main, cargs);
   }
 
-  sys::rt_sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  if (!signals_blocked)
+    sys::rt_sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   ::pthread_setcancelstate(old_cancel, nullptr);
 
   // The child holds its own copies of the write end and of its pipe ends

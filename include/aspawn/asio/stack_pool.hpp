@@ -424,55 +424,70 @@ private:
   }
 
   // The launch thread: clones the queued launches one at a time, in order.
-  // It holds `fork_mutex_` from taking a launch until the launch is
-  // watched (or fired), so that a fork announced with `fork_prepare` never
-  // finds one half done.
+  // It holds `fork_mutex_` while it takes launches (released when the queue
+  // is empty or a fork is wanted), so that a fork announced with
+  // `fork_prepare` never finds one half done. No system call runs under
+  // `mutex_`, which the context's threads take on every launch and exit
+  // wait: a thread preempted in one while holding it (on a busy machine,
+  // at the end of a system call) would leave them waiting on the lock.
   void run_worker() {
     using stage = detail::watch_entry::stage;
     std::unique_lock lk(mutex_);
+    auto more = [this] {
+      return !worker_stop_ && !fork_wanted_ && queue_.next != &queue_;
+    };
     for (;;) {
-      wake_.wait(lk, [this] {
-        return worker_stop_ || (!fork_wanted_ && queue_.next != &queue_);
-      });
+      wake_.wait(lk, [&] { return worker_stop_ || more(); });
       if (worker_stop_)
         return;
       lk.unlock();
       std::unique_lock fk(fork_mutex_); // before mutex_, as in notify_fork
       lk.lock();
-      if (worker_stop_)
-        return;
-      if (fork_wanted_ || queue_.next == &queue_)
-        continue;
-      detail::watch_entry* e = queue_.next;
-      unlink_only(e);
-      e->at = stage::cloning;
-      lk.unlock();
-      error_code ec = start_launch(e->job);
-      lk.lock();
-      bool watched = false;
-      if (ec) {
-        e->launch_error = ec;
-      } else {
-        e->fd = e->job.status_fd;
-        e->pidfd = e->job.pidfd;
-        watched = !shut_ && !fork_pending_ && arm_and_add(e->fd, e);
-        if (watched) {
-          link(e);
-          e->at = stage::watched;
-          if (e->cancelled.load(std::memory_order_acquire))
-            aspawn::send_signal(e->pidfd, SIGKILL);
+      while (more()) {
+        detail::watch_entry* e = queue_.next;
+        unlink_only(e);
+        e->at = stage::cloning;
+        lk.unlock();
+        // Started with every signal blocked (start_worker), and kept so.
+        error_code ec = start_launch(e->job, true);
+        lk.lock();
+        bool watched = false;
+        if (ec) {
+          e->launch_error = ec;
+        } else {
+          e->fd = e->job.status_fd;
+          e->pidfd = e->job.pidfd;
+          // Armed and on the list before the pipe is added (see
+          // arm_and_add): the wait is in place for its event, and the
+          // watcher is not disarmed meanwhile.
+          watched = !shut_ && !fork_pending_ && ensure_armed();
+          if (watched) {
+            link(e);
+            e->at = stage::watched;
+            if (e->cancelled.load(std::memory_order_acquire))
+              aspawn::send_signal(e->pidfd, SIGKILL);
+          }
         }
+        // After the entry is watched: whoever sees none queued sees it.
+        queued_.fetch_sub(1, std::memory_order_release);
+        if (watched) {
+          const int epfd = epfd_;
+          const int fd = e->fd;
+          lk.unlock();
+          // Once added, the entry may fire, and end, at any moment: it is
+          // not touched again unless the add failed.
+          const bool added = add(epfd, fd, e);
+          lk.lock();
+          if (added)
+            continue;
+          unlink(e); // without a registration, nothing fired it
+        }
+        e->at = stage::fired;
+        disarm_if_empty(); // the wait armed for it may have nothing left
+        lk.unlock();
+        fire_posted(e);
+        lk.lock();
       }
-      // After the entry is watched: whoever sees none queued sees it.
-      queued_.fetch_sub(1, std::memory_order_release);
-      if (watched)
-        continue;
-      e->at = stage::fired;
-      disarm_if_empty(); // the wait armed for it may have nothing left
-      lk.unlock();
-      fire_posted(e);
-      fk.unlock();
-      lk.lock();
     }
   }
 
@@ -591,12 +606,15 @@ private:
   // `fd` of `e`. A pidfd waited on before is still registered, disabled
   // since it fired: it is re-armed.
   bool add(int fd, detail::watch_entry* e) noexcept {
+    return add(epfd_, fd, e);
+  }
+  static bool add(int epfd, int fd, detail::watch_entry* e) noexcept {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLONESHOT;
     ev.data.ptr = e;
-    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0)
+    if (::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
       return true;
-    return errno == EEXIST && ::epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) == 0;
+    return errno == EEXIST && ::epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) == 0;
   }
 
   // Called with the lock held: watches `fd` for `e`, arming the watcher
@@ -608,18 +626,26 @@ private:
   // False (the watcher left as it was) if it cannot be done.
   bool arm_and_add(int fd, detail::watch_entry* e) noexcept {
     const bool armed_here = waits_ == 0;
-    if (armed_here) {
-      try {
-        arm();
-      } catch (...) {
-        return false;
-      }
-    }
+    if (!ensure_armed())
+      return false;
     if (add(fd, e))
       return true;
     if (armed_here)
       disarm_if_empty();
     return false;
+  }
+
+  // Called with the lock held: arms the watcher unless a wait is pending.
+  // False if it cannot (no memory).
+  bool ensure_armed() noexcept {
+    if (waits_ > 0)
+      return true;
+    try {
+      arm();
+    } catch (...) {
+      return false;
+    }
+    return true;
   }
 
   // Called with the lock held: a wait of the watcher with nothing to watch
