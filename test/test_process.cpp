@@ -4,6 +4,9 @@
 using aspawn::error_code;
 
 #include <csignal>
+#include <functional>
+#include <memory>
+#include <optional>
 
 using aspawn::command;
 using test::asio::io_context;
@@ -156,6 +159,45 @@ TEST_CASE("a cancelled wait leaves the child alone", "[process][cancel]") {
   CHECK(p.running());
   p.terminate();
   CHECK(p.exit_code() == SIGKILL);
+}
+
+TEST_CASE("a process object may be destroyed inside its own wait's handler",
+          "[process][lifetime]") {
+  // As a program does that lets a process go once it has its exit code: on
+  // the pool's watcher (one wait), and on the object's own descriptor (a
+  // second wait at the same time), each handler destroying the object when
+  // it is the last to run; the next launch starts from there.
+  io_context ctx;
+  std::optional<aspawn::process> slot;
+  int codes = 0;
+  int launches = 0;
+  std::function<void()> next = [&] {
+    if (++launches > 6)
+      return;
+    aspawn::async_spawn(
+        ctx, test::helper_cmd({"exit", "3"}),
+        [&](error_code ec, aspawn::process p) {
+          REQUIRE_FALSE(ec);
+          slot.emplace(std::move(p));
+          const int waits = launches % 2 == 0 ? 2 : 1;
+          auto pending = std::make_shared<int>(waits);
+          for (int i = 0; i < waits; ++i)
+            slot->async_wait([&, pending](error_code wec, int code) {
+              CHECK_FALSE(wec);
+              CHECK(code == 3);
+              ++codes;
+              if (--*pending == 0) {
+                slot.reset(); // the object whose wait this is
+                next();
+              }
+            });
+        });
+  };
+  next();
+  ctx.run();
+  CHECK(codes == 9); // 3 launches with one wait, 3 with two
+  CHECK_FALSE(slot);
+  CHECK_FALSE(test::has_children());
 }
 
 TEST_CASE("destroying a running process kills and reaps it without blocking",
