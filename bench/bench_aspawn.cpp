@@ -134,11 +134,14 @@ template <form F, typename Ctx> struct state {
   std::optional<aspawn::command> cmd;
   std::vector<std::string> no_args;
 
-  // run_batch: chain c keeps its process in slots[2c] and slots[2c + 1]
-  // alternately, so a process is never replaced inside its own completion
-  // handler (the blocking launch of the next child happens there).
+  // run_batch: chain c keeps its process in slots[c] from the launch's
+  // completion until its exit wait completes. The wait's handler destroys
+  // it before starting the next launch, as a program does that lets the
+  // process go once it has its exit code (and as the coroutine contender's
+  // loop and the raw loop do): a finished child's pidfd held a round longer
+  // would sit in the fd table that every later clone copies and every
+  // exec closes.
   std::vector<std::optional<aspawn::process>> slots;
-  std::vector<unsigned char> flip;
   int count = 0;
   int launched = 0;
   int completed = 0;
@@ -213,16 +216,14 @@ template <form F, typename Ctx> struct state {
 
   // --- run_batch for the callback forms: chains of launches ---------------
 
-  std::optional<aspawn::process>& next_slot(int chain) {
-    auto c = static_cast<std::size_t>(chain);
-    flip[c] ^= 1;
-    return slots[2 * c + flip[c]];
+  std::optional<aspawn::process>& slot_of(int chain) {
+    return slots[static_cast<std::size_t>(chain)];
   }
 
   void launch_in_chain(int chain) {
     ++launched;
     if constexpr (F == form::sync) {
-      auto& slot = next_slot(chain);
+      auto& slot = slot_of(chain);
       slot.emplace(ctx, cached_path, no_args);
       watch(chain, *slot);
     } else {
@@ -232,7 +233,7 @@ template <form F, typename Ctx> struct state {
           chain_step_done(chain);
           return;
         }
-        auto& slot = next_slot(chain);
+        auto& slot = slot_of(chain);
         slot.emplace(std::move(p));
         watch(chain, *slot);
       };
@@ -250,6 +251,7 @@ template <form F, typename Ctx> struct state {
   void watch(int chain, aspawn::process& p) {
     p.async_wait([this, chain](error_code ec, int code) {
       note(ec, code);
+      slot_of(chain).reset(); // the process whose wait this is
       chain_step_done(chain);
     });
   }
@@ -408,8 +410,7 @@ session make_callback_session(bool launch_thread = true) {
     st->completed = 0;
     const auto chains = static_cast<std::size_t>(in_flight);
     st->slots.clear();
-    st->slots.resize(2 * chains);
-    st->flip.assign(chains, 0);
+    st->slots.resize(chains);
     // The first launches are started from a handler too, so that every
     // launch of the batch is initiated inside run().
     auto* raw = st.get();
