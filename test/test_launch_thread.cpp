@@ -2,9 +2,11 @@
 // children start with, its queue (cancellation, shutdown, fork), leaks.
 #include "common.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <dirent.h>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <signal.h>
 #include <string>
@@ -165,6 +167,15 @@ TEST_CASE("launches are cloned on the pool's launch thread; the child starts "
     auto blocked = test::hex(test::field(status, "SigBlk"));
     for (int sig : {SIGINT, SIGTERM, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE})
       CHECK((blocked & test::sigbit(sig)) != 0);
+    // All but the one glibc's setuid() family sends to every thread and
+    // waits for (SIGSETXID, 33): blocked there, a setuid() anywhere in the
+    // program would never return. One with the thread alive returns.
+    CHECK((blocked & test::sigbit(33)) == 0);
+    auto returned = std::make_shared<std::atomic<int>>(-2);
+    std::thread([returned] { returned->store(::setresuid(-1, -1, -1)); })
+        .detach();
+    CHECK(eventually([&] { return returned->load() != -2; }));
+    CHECK(returned->load() == 0);
   }
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   // The child's mask is the caller's, not the launch thread's.

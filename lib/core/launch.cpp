@@ -347,7 +347,7 @@ error_code prepare_launch(const command& cmd, stack_cache& stacks,
   return {};
 }
 
-error_code start_launch(launched& out, bool signals_blocked) {
+error_code start_launch(launched& out) {
   auto* cargs = static_cast<detail::child_args*>(out.args);
   const stack_region stack = out.stack;
   std::byte* const sp = reinterpret_cast<std::byte*>(cargs);
@@ -394,8 +394,7 @@ error_code start_launch(launched& out, bool signals_blocked) {
   ::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old_cancel);
   sys::sigset all = ~sys::sigset{0};
   sys::sigset old_mask = 0;
-  if (!signals_blocked)
-    sys::rt_sigprocmask(SIG_SETMASK, &all, &old_mask);
+  sys::rt_sigprocmask(SIG_SETMASK, &all, &old_mask);
 
   int pidfd = -1;
   long pid = -ENOSYS;
@@ -470,8 +469,7 @@ error_code start_launch(launched& out, bool signals_blocked) {
                        aspawn_child_main, cargs);
   }
 
-  if (!signals_blocked)
-    sys::rt_sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  sys::rt_sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   ::pthread_setcancelstate(old_cancel, nullptr);
 
   // The child holds its own copies of the write end and of its pipe ends

@@ -426,10 +426,13 @@ private:
   // The launch thread: clones the queued launches one at a time, in order.
   // It holds `fork_mutex_` while it takes launches (released when the queue
   // is empty or a fork is wanted), so that a fork announced with
-  // `fork_prepare` never finds one half done. No system call runs under
-  // `mutex_`, which the context's threads take on every launch and exit
-  // wait: a thread preempted in one while holding it (on a busy machine,
-  // at the end of a system call) would leave them waiting on the lock.
+  // `fork_prepare` never finds one half done. Neither the clone nor the
+  // pipe's epoll_ctl runs under `mutex_`, which the context's threads take
+  // on every launch and exit wait: a thread preempted in one while holding
+  // it (on a busy machine, at the end of a system call) would leave them
+  // waiting on the lock. The epoll instance read under the lock stays open
+  // while the thread runs: shutdown() stops the thread before closing it,
+  // and only a child of fork(), which has no launch thread, replaces it.
   void run_worker() {
     using stage = detail::watch_entry::stage;
     std::unique_lock lk(mutex_);
@@ -448,8 +451,11 @@ private:
         unlink_only(e);
         e->at = stage::cloning;
         lk.unlock();
-        // Started with every signal blocked (start_worker), and kept so.
-        error_code ec = start_launch(e->job, true);
+        // start_launch blocks every signal around the clone itself: the
+        // thread's own mask (start_worker) leaves out the two glibc keeps
+        // for itself, SIGCANCEL and SIGSETXID, and must (a setuid() in a
+        // threaded program waits until every thread has taken SIGSETXID).
+        error_code ec = start_launch(e->job);
         lk.lock();
         bool watched = false;
         if (ec) {
@@ -602,9 +608,10 @@ private:
     return true;
   }
 
-  // Called with the lock held: one shot, for the status pipe (or pidfd)
-  // `fd` of `e`. A pidfd waited on before is still registered, disabled
-  // since it fired: it is re-armed.
+  // One shot, for the status pipe (or pidfd) `fd` of `e`, in the epoll
+  // instance `epfd` (the member one: called with the lock held). A pidfd
+  // waited on before is still registered, disabled since it fired: it is
+  // re-armed.
   bool add(int fd, detail::watch_entry* e) noexcept {
     return add(epfd_, fd, e);
   }
@@ -835,6 +842,8 @@ private:
   // Launches still queued are abandoned unstarted, once the launch thread
   // has stopped.
   void shutdown() override {
+    // First: the launch thread adds pipes to the epoll instance without the
+    // lock (see run_worker), so it must be gone before the instance closes.
     stop_worker();
     detail::watch_entry* first;
     detail::watch_entry* queued;

@@ -169,10 +169,8 @@ error_code prepare_launch(const command& cmd, stack_cache& stacks,
                           launched& out);
 /// Makes the pipes and clones the child prepared in `out`, from any
 /// thread. On failure `out` still holds its stack (and nothing else): give
-/// it back with `stack_cache::release`. `signals_blocked`: the calling
-/// thread is known to have every signal blocked for good (the pool's launch
-/// thread), so the clone skips blocking them and restoring the mask.
-error_code start_launch(launched& out, bool signals_blocked = false);
+/// it back with `stack_cache::release`.
+error_code start_launch(launched& out);
 
 /// Reads a launch's status pipe, blocking (it waits on a non-blocking fd
 /// too), until end-of-file or, with `buf`, until `cap` bytes are in `buf`;
