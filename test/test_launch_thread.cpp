@@ -279,17 +279,19 @@ TEST_CASE("launches cancelled while queued complete with operation_aborted "
           "and start no child",
           "[launch-thread]") {
   no_leaks before;
-  {
+  // Preparing a launch takes microseconds, cloning one a hundred or more:
+  // most of a batch is still queued when the call that made it returns. A
+  // slow preparation (under a sanitizer) can let the thread keep up, so the
+  // batch is tried again until one found launches queued.
+  bool saw_queued = false;
+  for (int attempt = 0; attempt < 5 && !saw_queued; ++attempt) {
     io_context ctx;
     auto& pool = aspawn::stack_pool::of(ctx);
     constexpr std::size_t n = 64;
     batch b(n);
     std::vector<asio::cancellation_signal> sigs(n);
     start_batch(ctx, test::helper_cmd({"exit", "0"}), b, &sigs);
-    // Preparing a launch takes microseconds, cloning one a hundred or more:
-    // most of the batch is still queued.
-    const std::size_t queued_then = pool.queued();
-    CHECK(queued_then > 0);
+    saw_queued = pool.queued() > 0;
     for (std::size_t i = n / 2; i < n; ++i)
       sigs[i].emit(asio::cancellation_type::terminal);
     ctx.run();
@@ -298,11 +300,13 @@ TEST_CASE("launches cancelled while queued complete with operation_aborted "
     // or (the ones the thread had taken) by killing its child, unless that
     // child had exec'd already.
     CHECK(b.count(error_code{}) + b.count(asio::error::operation_aborted) == n);
-    CHECK(b.count(asio::error::operation_aborted) >= 1);
+    if (saw_queued)
+      CHECK(b.count(asio::error::operation_aborted) >= 1);
     for (std::size_t i = 0; i < n / 2; ++i)
       CHECK(b.results[i] == error_code{});
     check_idle(pool);
   }
+  CHECK(saw_queued);
   before.check();
 }
 
@@ -312,7 +316,8 @@ TEST_CASE("destroying the io_context with launches queued abandons them "
   no_leaks before;
   const auto t0 = std::chrono::steady_clock::now();
   std::size_t queued_then = 0;
-  {
+  // Tried again should the thread have kept up with the batch (see above).
+  for (int attempt = 0; attempt < 5 && queued_then == 0; ++attempt) {
     io_context ctx;
     auto& pool = aspawn::stack_pool::of(ctx);
     batch b(64);
