@@ -608,13 +608,14 @@ private:
     return true;
   }
 
-  // One shot, for the status pipe (or pidfd) `fd` of `e`, in the epoll
-  // instance `epfd` (the member one: called with the lock held). A pidfd
-  // waited on before is still registered, disabled since it fired: it is
-  // re-armed.
+  // Called with the lock held: `add` (below) on the pool's own epoll
+  // instance.
   bool add(int fd, detail::watch_entry* e) noexcept {
     return add(epfd_, fd, e);
   }
+  // One shot, for the status pipe (or pidfd) `fd` of `e`, in the epoll
+  // instance `epfd`. A pidfd waited on before is still registered, disabled
+  // since it fired: it is re-armed.
   static bool add(int epfd, int fd, detail::watch_entry* e) noexcept {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLONESHOT;
