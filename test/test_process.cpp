@@ -4,6 +4,7 @@
 using aspawn::error_code;
 
 #include <csignal>
+#include <sys/wait.h>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -136,6 +137,59 @@ TEST_CASE("the synchronous wait blocks until exit", "[process]") {
   io_context ctx;
   auto p = spawn(ctx, test::helper_cmd({"sleep", "20", "exit", "9"}));
   CHECK(p.wait() == 9);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("a wait for a child that has exited already reaps it at once and "
+          "still completes through the context",
+          "[process]") {
+  io_context ctx;
+  auto zombie = [&](const command& cmd) {
+    auto p = spawn(ctx, cmd);
+    siginfo_t info{};
+    // Exited, not reaped.
+    REQUIRE(::waitid(P_PID, static_cast<id_t>(p.id()), &info,
+                     WEXITED | WNOWAIT) == 0);
+    return p;
+  };
+  SECTION("an exit code") {
+    auto p = zombie(test::helper_cmd({"exit", "7"}));
+    bool done = false;
+    error_code result = make_error_code(aspawn::errc::no_process);
+    int code = -1;
+    p.async_wait([&](error_code ec, int c) {
+      result = ec;
+      code = c;
+      done = true;
+    });
+    CHECK_FALSE(done); // never inside the initiating call
+    CHECK_FALSE(test::has_children()); // reaped by the call itself
+    ctx.run();
+    CHECK(done);
+    CHECK_FALSE(result);
+    CHECK(code == 7);
+    CHECK(p.exit_code() == 7);
+  }
+  SECTION("a signal") {
+    auto p = spawn(ctx, test::helper_cmd({"pause"}));
+    p.request_exit();
+    siginfo_t info{};
+    REQUIRE(::waitid(P_PID, static_cast<id_t>(p.id()), &info,
+                     WEXITED | WNOWAIT) == 0);
+    CHECK(wait_async(ctx, p) == SIGTERM);
+    CHECK(WIFSIGNALED(p.native_exit_code()));
+  }
+  SECTION("a second wait, and a wait after the reap, complete at once too") {
+    auto p = zombie(test::helper_cmd({"exit", "4"}));
+    int first = -1, second = -1;
+    p.async_wait([&](error_code, int c) { first = c; });
+    p.async_wait([&](error_code, int c) { second = c; });
+    ctx.run();
+    CHECK(first == 4);
+    CHECK(second == 4);
+    ctx.restart();
+    CHECK(wait_async(ctx, p) == 4);
+  }
   CHECK_FALSE(test::has_children());
 }
 

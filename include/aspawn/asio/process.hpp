@@ -671,13 +671,25 @@ private:
       case 0:
         self.reset_cancellation_state(
             boost::asio::enable_total_cancellation());
-        if (p.native_status_ != still_active || p.pidfd_ < 0) {
-          state_ = 2;
-          boost::asio::post(p.ex_, std::move(self));
+        if (p.native_status_ == still_active && p.pidfd_ >= 0) {
+          // A child that has exited already is reaped here, with one
+          // waitid: no watch to set up, no readiness to wait for. Most
+          // short-lived children have exited by the time the handler of
+          // their launch asks for their exit (their exec reported first).
+          int r = aspawn::reap(p.pidfd_, p.pid_, false, p.native_status_,
+                               &p.usage_, p.autoreaped_);
+          state_ = 1;
+          if (r == 0) {
+            p.start_wait(self);
+          } else {
+            error_code rec = r < 0 ? reap_error(r) : error_code{};
+            boost::asio::post(p.ex_,
+                              boost::asio::append(std::move(self), rec));
+          }
           return;
         }
-        state_ = 1;
-        p.start_wait(self);
+        state_ = 2;
+        boost::asio::post(p.ex_, std::move(self));
         return;
       case 1: {
         if (ec) {
