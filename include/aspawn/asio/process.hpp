@@ -676,16 +676,16 @@ private:
           // waitid: no watch to set up, no readiness to wait for. Most
           // short-lived children have exited by the time the handler of
           // their launch asks for their exit (their exec reported first).
+          // A failure is left to the wait: a process that is not our child
+          // (`attach`) fails to reap while it runs, and is reported when it
+          // exits, as before.
           int r = aspawn::reap(p.pidfd_, p.pid_, false, p.native_status_,
                                &p.usage_, p.autoreaped_);
           state_ = 1;
-          if (r == 0) {
+          if (r > 0)
+            boost::asio::post(p.ex_, std::move(self));
+          else
             p.start_wait(self);
-          } else {
-            error_code rec = r < 0 ? reap_error(r) : error_code{};
-            boost::asio::post(p.ex_,
-                              boost::asio::append(std::move(self), rec));
-          }
           return;
         }
         state_ = 2;
