@@ -245,6 +245,27 @@ inline void expect_invalid(const aspawn::command& cmd, aspawn::error_code expect
   CHECK_FALSE(test::has_children());
 }
 
+/// Starts an `async_wait` on `p` that a cancellation signal can end, runs
+/// the context's ready handlers, and requires the wait still pending; then
+/// cancels it (terminal) and requires `operation_aborted`.
+template <typename Process>
+void expect_wait_pending_then_cancelled(asio::io_context& ctx, Process& p) {
+  asio::cancellation_signal sig;
+  bool done = false;
+  error_code result;
+  p.async_wait(asio::bind_cancellation_slot(sig.slot(), [&](error_code ec, int) {
+    result = ec;
+    done = true;
+  }));
+  ctx.poll();
+  CHECK_FALSE(done);
+  sig.emit(asio::cancellation_type::terminal);
+  ctx.restart();
+  ctx.run_one();
+  CHECK(done);
+  CHECK(result == asio::error::operation_aborted);
+}
+
 /// A child function that blocks reading one byte from the fd stored in its
 /// data; fails the step with -EPIPE on EOF.
 ASPAWN_CHILD_FN inline int block_on_fd(void* data, std::size_t) {

@@ -196,20 +196,7 @@ TEST_CASE("a wait for a child that has exited already reaps it at once and "
 TEST_CASE("a cancelled wait leaves the child alone", "[process][cancel]") {
   io_context ctx;
   auto p = spawn(ctx, test::helper_cmd({"pause"}));
-  test::asio::cancellation_signal sig;
-  error_code result;
-  bool done = false;
-  p.async_wait(test::asio::bind_cancellation_slot(
-      sig.slot(), [&](error_code ec, int) {
-        result = ec;
-        done = true;
-      }));
-  ctx.poll();
-  CHECK_FALSE(done);
-  sig.emit(test::asio::cancellation_type::terminal);
-  ctx.run_one();
-  CHECK(done);
-  CHECK(result == test::asio::error::operation_aborted);
+  test::expect_wait_pending_then_cancelled(ctx, p);
   CHECK(p.running());
   p.terminate();
   CHECK(p.exit_code() == SIGKILL);

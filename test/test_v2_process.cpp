@@ -276,21 +276,7 @@ TEST_CASE("attaching to a process that is not a child", "[v2][process]") {
     CHECK(self.is_open());
     // An asynchronous wait is watched until the process exits: the reap it
     // tries first fails (not a child) and must not end the wait.
-    test::asio::cancellation_signal sig;
-    bool done = false;
-    error_code wait_ec;
-    self.async_wait(test::asio::bind_cancellation_slot(
-        sig.slot(), [&](error_code e, int) {
-          wait_ec = e;
-          done = true;
-        }));
-    ctx.poll();
-    CHECK_FALSE(done);
-    sig.emit(test::asio::cancellation_type::terminal);
-    ctx.restart();
-    ctx.run();
-    CHECK(done);
-    CHECK(wait_ec == test::asio::error::operation_aborted);
+    test::expect_wait_pending_then_cancelled(ctx, self);
     error_code ec;
     self.wait(ec);
     CHECK(ec == aspawn::errc::status_unavailable);
