@@ -170,16 +170,24 @@ TEST_CASE("a wait for a child that has exited already reaps it at once and "
     CHECK(code == 7);
     CHECK(p.exit_code() == 7);
   }
-  SECTION("a signal") {
+  SECTION("a signal, with the child's resource usage") {
     auto p = spawn(ctx, test::helper_cmd({"pause"}));
     p.request_exit();
     siginfo_t info{};
     REQUIRE(::waitid(P_PID, static_cast<id_t>(p.id()), &info,
                      WEXITED | WNOWAIT) == 0);
-    CHECK(wait_async(ctx, p) == SIGTERM);
+    int code = -1;
+    p.async_wait([&](error_code ec, int c) {
+      CHECK_FALSE(ec);
+      code = c;
+    });
+    CHECK_FALSE(test::has_children());
+    ctx.run();
+    CHECK(code == SIGTERM);
     CHECK(WIFSIGNALED(p.native_exit_code()));
+    CHECK(p.status().max_rss_bytes() > 0);
   }
-  SECTION("a second wait, and a wait after the reap, complete at once too") {
+  SECTION("two waits at once: the first reaps, both complete") {
     auto p = zombie(test::helper_cmd({"exit", "4"}));
     int first = -1, second = -1;
     p.async_wait([&](error_code, int c) { first = c; });
@@ -189,6 +197,33 @@ TEST_CASE("a wait for a child that has exited already reaps it at once and "
     CHECK(second == 4);
     ctx.restart();
     CHECK(wait_async(ctx, p) == 4);
+  }
+  SECTION("cancelled before its handler runs: the status is delivered") {
+    auto p = zombie(test::helper_cmd({"exit", "5"}));
+    test::asio::cancellation_signal sig;
+    error_code result = make_error_code(aspawn::errc::no_process);
+    int code = -1;
+    p.async_wait(test::asio::bind_cancellation_slot(
+        sig.slot(), [&](error_code ec, int c) {
+          result = ec;
+          code = c;
+        }));
+    sig.emit(test::asio::cancellation_type::terminal);
+    ctx.run();
+    CHECK_FALSE(result);
+    CHECK(code == 5);
+  }
+  SECTION("the object destroyed before the handler runs") {
+    auto p = std::make_unique<aspawn::process>(
+        zombie(test::helper_cmd({"exit", "6"})));
+    int code = -1;
+    p->async_wait([&](error_code ec, int c) {
+      CHECK_FALSE(ec);
+      code = c;
+    });
+    p.reset(); // the completion reads nothing of it
+    ctx.run();
+    CHECK(code == 6);
   }
   CHECK_FALSE(test::has_children());
 }
@@ -207,16 +242,20 @@ TEST_CASE("a process object may be destroyed inside its own wait's handler",
   // As a program does that lets a process go once it has its exit code: on
   // the pool's watcher (one wait), and on the object's own descriptor (a
   // second wait at the same time), each handler destroying the object when
-  // it is the last to run; the next launch starts from there.
+  // it is the last to run; the next launch starts from there. The first six
+  // children sleep, so that their waits are watched; the last two exit at
+  // once, so that theirs are mostly settled in the call.
   io_context ctx;
   std::optional<aspawn::process> slot;
   int codes = 0;
   int launches = 0;
+  const command sleeper = test::helper_cmd({"sleep", "20", "exit", "3"});
+  const command quick = test::helper_cmd({"exit", "3"});
   std::function<void()> next = [&] {
-    if (++launches > 6)
+    if (++launches > 8)
       return;
     aspawn::async_spawn(
-        ctx, test::helper_cmd({"exit", "3"}),
+        ctx, launches <= 6 ? sleeper : quick,
         [&](error_code ec, aspawn::process p) {
           REQUIRE_FALSE(ec);
           slot.emplace(std::move(p));
@@ -236,7 +275,7 @@ TEST_CASE("a process object may be destroyed inside its own wait's handler",
   };
   next();
   ctx.run();
-  CHECK(codes == 9); // 3 launches with one wait, 3 with two
+  CHECK(codes == 12); // 4 launches with one wait, 4 with two
   CHECK_FALSE(slot);
   CHECK_FALSE(test::has_children());
 }

@@ -542,6 +542,10 @@ public:
    * `errc::status_unavailable` if someone else reaped the child;
    * `operation_aborted` if the wait was cancelled (the child is left alone).
    *
+   * A child that has exited already is reaped inside this call (one
+   * non-blocking `waitid`), and the handler receives its status even if
+   * the wait is cancelled before the handler runs.
+   *
    * @par Per-operation cancellation
    * Terminal, partial and total cancellation.
    *
@@ -663,6 +667,10 @@ private:
   struct wait_op {
     basic_process* self_;
     int state_ = 0;
+    // What a wait settled in its initiation completes with (state 2),
+    // without looking at the object again.
+    error_code result_{};
+    int code_ = -1;
 
     template <typename Self>
     void operator()(Self& self, error_code ec = {}) {
@@ -671,23 +679,26 @@ private:
       case 0:
         self.reset_cancellation_state(
             boost::asio::enable_total_cancellation());
-        if (p.native_status_ == still_active && p.pidfd_ >= 0) {
-          // A child that has exited already is reaped here, with one
-          // waitid: no watch to set up, no readiness to wait for. Most
-          // short-lived children have exited by the time the handler of
-          // their launch asks for their exit (their exec reported first).
-          // A failure is left to the wait: a process that is not our child
-          // (`attach`) fails to reap while it runs, and is reported when it
-          // exits, as before.
-          int r = aspawn::reap(p.pidfd_, p.pid_, false, p.native_status_,
-                               &p.usage_, p.autoreaped_);
+        // A child that has exited already is reaped here, with one waitid:
+        // no watch to set up, no readiness to wait for. Most short-lived
+        // children have exited by the time the handler of their launch
+        // asks for their exit (their exec reported first). A failure is
+        // left to the wait: a process that is not our child (`attach`)
+        // fails to reap while it runs, and is reported when it exits. Not
+        // for a child the kernel reaps itself, whose status may take a few
+        // yields to appear: the handler waits for that, not the caller.
+        if (p.native_status_ == still_active && p.pidfd_ >= 0 &&
+            (p.autoreaped_ ||
+             aspawn::reap(p.pidfd_, p.pid_, false, p.native_status_,
+                          &p.usage_, p.autoreaped_) <= 0)) {
           state_ = 1;
-          if (r > 0)
-            boost::asio::post(p.ex_, std::move(self));
-          else
-            p.start_wait(self);
+          p.start_wait(self);
           return;
         }
+        if (p.native_status_ != still_active)
+          code_ = p.exit_code();
+        else
+          result_ = error_code(errc::no_process);
         state_ = 2;
         boost::asio::post(p.ex_, std::move(self));
         return;
@@ -714,10 +725,7 @@ private:
         return;
       }
       default:
-        if (p.native_status_ != still_active)
-          self.complete(error_code{}, p.exit_code());
-        else
-          self.complete(error_code(errc::no_process), -1);
+        self.complete(result_, code_);
       }
     }
   };
