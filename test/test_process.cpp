@@ -144,12 +144,15 @@ TEST_CASE("a wait for a child that has exited already reaps it at once and "
           "still completes through the context",
           "[process]") {
   io_context ctx;
-  auto zombie = [&](const command& cmd) {
-    auto p = spawn(ctx, cmd);
+  // Until `p`'s child has exited, leaving it unreaped.
+  auto until_exited = [](aspawn::process& p) {
     siginfo_t info{};
-    // Exited, not reaped.
     REQUIRE(::waitid(P_PID, static_cast<id_t>(p.id()), &info,
                      WEXITED | WNOWAIT) == 0);
+  };
+  auto zombie = [&](const command& cmd) {
+    auto p = spawn(ctx, cmd);
+    until_exited(p);
     return p;
   };
   SECTION("an exit code") {
@@ -173,9 +176,7 @@ TEST_CASE("a wait for a child that has exited already reaps it at once and "
   SECTION("a signal, with the child's resource usage") {
     auto p = spawn(ctx, test::helper_cmd({"pause"}));
     p.request_exit();
-    siginfo_t info{};
-    REQUIRE(::waitid(P_PID, static_cast<id_t>(p.id()), &info,
-                     WEXITED | WNOWAIT) == 0);
+    until_exited(p);
     int code = -1;
     p.async_wait([&](error_code ec, int c) {
       CHECK_FALSE(ec);
