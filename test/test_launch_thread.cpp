@@ -87,9 +87,11 @@ void check_idle(const aspawn::stack_pool& pool) {
 // Outcomes of a batch of launches.
 struct batch {
   std::vector<std::optional<error_code>> results;
+  std::size_t calls = 0; // handler invocations, all launches together
   explicit batch(std::size_t n) : results(n) {}
   auto handler(std::size_t i) {
     return [this, i](error_code ec, aspawn::process p) {
+      ++calls;
       results[i] = ec;
       error_code ignored; // in a fork child, the parent's children
       if (!ec)
@@ -122,6 +124,25 @@ void start_batch(io_context& ctx, const command& cmd, batch& b,
       aspawn::async_spawn(ctx, cmd, b.handler(i));
   }
 }
+
+// `n` launches of a quick child started at once on a context of their own,
+// each with a cancellation signal.
+struct cancellable_batch {
+  io_context ctx;
+  aspawn::stack_pool& pool = aspawn::stack_pool::of(ctx);
+  batch b;
+  std::vector<asio::cancellation_signal> sigs;
+  explicit cancellable_batch(std::size_t n) : b(n), sigs(n) {
+    start_batch(ctx, test::helper_cmd({"exit", "0"}), b, &sigs);
+  }
+  // Every launch completed, run or aborted, and the pool is idle.
+  void check_completed() const {
+    CHECK(b.done() == b.results.size());
+    CHECK(b.count(error_code{}) + b.count(asio::error::operation_aborted) ==
+          b.results.size());
+    check_idle(pool);
+  }
+};
 
 } // namespace
 
@@ -285,28 +306,48 @@ TEST_CASE("launches cancelled while queued complete with operation_aborted "
   // batch is tried again until one found launches queued.
   bool saw_queued = false;
   for (int attempt = 0; attempt < 5 && !saw_queued; ++attempt) {
-    io_context ctx;
-    auto& pool = aspawn::stack_pool::of(ctx);
     constexpr std::size_t n = 64;
-    batch b(n);
-    std::vector<asio::cancellation_signal> sigs(n);
-    start_batch(ctx, test::helper_cmd({"exit", "0"}), b, &sigs);
-    saw_queued = pool.queued() > 0;
+    cancellable_batch cb(n);
+    saw_queued = cb.pool.queued() > 0;
     for (std::size_t i = n / 2; i < n; ++i)
-      sigs[i].emit(asio::cancellation_type::terminal);
-    ctx.run();
-    CHECK(b.done() == n);
+      cb.sigs[i].emit(asio::cancellation_type::terminal);
+    cb.ctx.run();
     // The first half ran; the second half was aborted, either while queued
     // or (the ones the thread had taken) by killing its child, unless that
     // child had exec'd already.
-    CHECK(b.count(error_code{}) + b.count(asio::error::operation_aborted) == n);
+    cb.check_completed();
     if (saw_queued)
-      CHECK(b.count(asio::error::operation_aborted) >= 1);
+      CHECK(cb.b.count(asio::error::operation_aborted) >= 1);
     for (std::size_t i = 0; i < n / 2; ++i)
-      CHECK(b.results[i] == error_code{});
-    check_idle(pool);
+      CHECK(cb.b.results[i] == error_code{});
   }
   CHECK(saw_queued);
+  before.check();
+}
+
+TEST_CASE("cancellations that meet launches at every stage of the launch "
+          "thread's work complete each launch once and leave nothing",
+          "[launch-thread]") {
+  no_leaks before;
+  // Cancellations spread over the time the thread takes to clone the
+  // batch: some find their launch queued, some being cloned, some watched,
+  // some done. The request and the thread meet without a lock.
+  for (int round = 0; round < 3; ++round) {
+    constexpr std::size_t n = 96;
+    cancellable_batch cb(n);
+    std::vector<std::unique_ptr<asio::steady_timer>> timers;
+    for (std::size_t i = 0; i < n; ++i) {
+      timers.push_back(std::make_unique<asio::steady_timer>(
+          cb.ctx, std::chrono::microseconds(37 * static_cast<long>(i))));
+      timers.back()->async_wait([&cb, i](error_code) {
+        if (!cb.b.results[i])
+          cb.sigs[i].emit(asio::cancellation_type::terminal);
+      });
+    }
+    cb.ctx.run();
+    CHECK(cb.b.calls == n);
+    cb.check_completed();
+  }
   before.check();
 }
 

@@ -59,12 +59,13 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <linux/futex.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <concepts>
-#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -118,11 +119,11 @@ struct watch_entry {
   std::atomic<bool> cancelled{false};
 
   // For a launch handed to the launch thread (`submitted`): where it
-  // stands, under the pool's lock; the launch itself (prepared by the
-  // caller, then started by the thread); and the error of its start, if it
-  // failed (the entry then fires with no events).
-  enum class stage : unsigned char { direct, queued, cloning, watched, fired };
-  stage at = stage::direct;
+  // stands (see stack_pool::cancel_launch); the launch itself (prepared by
+  // the caller, then started by the thread); and the error of its start, if
+  // it failed (the entry then fires with no events).
+  enum class stage : unsigned char { direct, queued, watched, fired };
+  std::atomic<stage> at{stage::direct};
   bool submitted = false;
   launched job;
   error_code launch_error;
@@ -163,7 +164,6 @@ public:
   explicit stack_pool(boost::asio::execution_context& ctx)
       : boost::asio::execution_context::service(ctx) {
     head_.prev = head_.next = &head_;
-    queue_.prev = queue_.next = &queue_;
   }
 
   ~stack_pool() override { stop_worker(); }
@@ -278,75 +278,66 @@ public:
   template <typename Executor, typename Construct>
   bool submit(const Executor& ex, detail::watch_entry* e,
               Construct&& construct) {
-    std::unique_lock lk(mutex_);
-    if (fork_pending_)
-      refork();
-    if (shut_ || worker_stop_ || in_fork_child_ ||
-        (epfd_ < 0 && !set_up(ex)))
-      return false;
-    if (!worker_running_ && !start_worker())
-      return false;
-    // The watcher is armed here, by the caller (a thread of the context,
-    // normally, whose recycled handler memory the wait takes: no
-    // allocation), rather than by the launch thread, and stays armed while
-    // launches are queued.
-    const bool armed_here = waits_ == 0;
-    if (armed_here)
-      arm();
-    try {
-      construct();
-    } catch (...) {
+    {
+      std::lock_guard lk(mutex_);
+      if (fork_pending_)
+        refork();
+      if (shut_ || worker_stop_.load(std::memory_order_relaxed) ||
+          in_fork_child_ || (epfd_ < 0 && !set_up(ex)))
+        return false;
+      if (!worker_running_ && !start_worker())
+        return false;
+      // The watcher is armed here, by the caller (a thread of the context,
+      // normally, whose recycled handler memory the wait takes: no
+      // allocation), rather than by the launch thread, and stays armed
+      // until the launch is on the watch list (see `pending_`).
+      const bool armed_here = waits_ == 0;
       if (armed_here)
-        disarm_if_empty();
-      throw;
+        arm();
+      try {
+        construct();
+      } catch (...) {
+        if (armed_here)
+          disarm_if_empty();
+        throw;
+      }
+      e->submitted = true;
+      e->stacks = &cache_;
+      e->at.store(detail::watch_entry::stage::queued, std::memory_order_relaxed);
+      ++pending_;
+      queued_.fetch_add(1, std::memory_order_relaxed);
+      push(incoming_, e);
     }
-    e->submitted = true;
-    e->at = detail::watch_entry::stage::queued;
-    e->stacks = &cache_;
-    e->prev = queue_.prev;
-    e->next = &queue_;
-    queue_.prev->next = e;
-    queue_.prev = e;
-    queued_.fetch_add(1, std::memory_order_relaxed);
-    // Outside the lock: a thread woken under it would block on it at once.
-    lk.unlock();
-    wake_.notify_one();
+    wake_worker();
     return true;
   }
 
   /// Internal: a cancellation request for the submitted launch `e`, from
-  /// its operation's executor. Still queued: it leaves the queue and fires
-  /// with `operation_aborted`, unstarted. Being cloned: the launch thread
-  /// kills the child once it exists. Watched: the child is killed, unless
-  /// its pipe has reported already.
-  void cancel_launch(detail::watch_entry* e) {
+  /// its operation's executor. It takes no lock: the launch thread never
+  /// waits for the context's threads, nor they for it. Unless the pipe has
+  /// reported already, the request is recorded in the entry, and:
+  /// - still queued: the launch thread, when it comes to it, fires it with
+  ///   `operation_aborted`, unstarted;
+  /// - being cloned: the launch thread kills the child once it exists;
+  /// - watched (or fired with no events because the pool could not watch
+  ///   the pipe): the child is killed here.
+  /// Between the thread and this call, the flag and the stage are each
+  /// written before the other is read (sequentially consistent), so at
+  /// least one of the two sees the other's and kills the child.
+  void cancel_launch(detail::watch_entry* e) noexcept {
     using stage = detail::watch_entry::stage;
-    {
-      std::lock_guard lk(mutex_);
-      switch (e->at) {
-      case stage::queued:
-        unlink_queued(e);
-        e->launch_error = boost::asio::error::operation_aborted;
-        break; // fired below
-      case stage::cloning:
-        e->cancelled.store(true, std::memory_order_release);
-        return;
-      case stage::watched:
-      case stage::fired:
-        // Fired with no events and no error: the pool could not watch the
-        // pipe, and the operation will watch it itself.
-        if (e->events.load(std::memory_order_acquire) == 0 &&
-            !e->launch_error) {
-          e->cancelled.store(true, std::memory_order_release);
-          if (e->pidfd >= 0)
-            aspawn::send_signal(e->pidfd, SIGKILL);
-        }
-        return;
-      default:
-        return;
-      }
-    }
-    e->fire(e, 0, detail::fire_mode::post);
+    if (e->events.load(std::memory_order_acquire) != 0)
+      return; // reported: the launch completes
+    e->cancelled.store(true, std::memory_order_seq_cst);
+    const stage at = e->at.load(std::memory_order_seq_cst);
+    if (at != stage::watched && at != stage::fired)
+      return; // the launch thread sees the flag
+    // Fired with an error: never started, nothing to kill. (The error is
+    // written before the stage.)
+    if (at == stage::fired && e->launch_error)
+      return;
+    if (e->events.load(std::memory_order_acquire) == 0 && e->pidfd >= 0)
+      aspawn::send_signal(e->pidfd, SIGKILL);
   }
 
   /// Internal: takes the exit wait tracked in `*owner` off the watch list,
@@ -375,30 +366,65 @@ public:
   }
 
 private:
-  // Called with the lock held: `e` leaves the watch list (or the queue).
-  static void unlink_only(detail::watch_entry* e) noexcept {
+  // Called with the lock held: `e` leaves the watch list.
+  void unlink(detail::watch_entry* e) noexcept {
     e->prev->next = e->next;
     e->next->prev = e->prev;
     e->prev = e->next = nullptr;
-    e->at = detail::watch_entry::stage::fired;
-  }
-  void unlink(detail::watch_entry* e) noexcept {
-    unlink_only(e);
+    e->at.store(detail::watch_entry::stage::fired, std::memory_order_release);
     forget(e);
   }
-  void unlink_queued(detail::watch_entry* e) noexcept {
-    unlink_only(e);
-    queued_.fetch_sub(1, std::memory_order_relaxed);
-  }
 
-  // Called with the lock held: `e` joins the watch list.
-  void link(detail::watch_entry* e) noexcept {
-    if (e->counted)
-      watching_.fetch_add(1, std::memory_order_relaxed);
+  // Called with the lock held: `e` joins the watch list; `link` counts it
+  // in `watching()` (the launch thread counts its launches itself).
+  void insert(detail::watch_entry* e) noexcept {
     e->prev = head_.prev;
     e->next = &head_;
     head_.prev->next = e;
     head_.prev = e;
+  }
+  void link(detail::watch_entry* e) noexcept {
+    if (e->counted)
+      watching_.fetch_add(1, std::memory_order_relaxed);
+    insert(e);
+  }
+
+  // Pushes `e` on the lock-free stack `top` (linked through `next`).
+  static void push(std::atomic<detail::watch_entry*>& top,
+                   detail::watch_entry* e) noexcept {
+    detail::watch_entry* old = top.load(std::memory_order_relaxed);
+    do
+      e->next = old;
+    while (!top.compare_exchange_weak(old, e, std::memory_order_release,
+                                      std::memory_order_relaxed));
+  }
+
+  // Takes every entry off the stack `top`; returns them oldest first (a
+  // null-terminated list through `next`).
+  static detail::watch_entry*
+  take_all(std::atomic<detail::watch_entry*>& top) noexcept {
+    detail::watch_entry* e = top.exchange(nullptr, std::memory_order_acquire);
+    detail::watch_entry* fifo = nullptr;
+    while (e) {
+      detail::watch_entry* next = e->next;
+      e->next = fifo;
+      fifo = e;
+      e = next;
+    }
+    return fifo;
+  }
+
+  // Called with the lock held: the launches the launch thread has cloned
+  // since (`started_`) join the watch list. Their pipes are added to the
+  // epoll instance after they are pushed there, so an event the instance
+  // reports is for an entry on the list once this has run.
+  void drain_started() noexcept {
+    for (detail::watch_entry* e = take_all(started_); e;) {
+      detail::watch_entry* next = e->next;
+      insert(e);
+      --pending_;
+      e = next;
+    }
   }
 
   // Called with the lock held: the launch thread, with every signal
@@ -424,77 +450,132 @@ private:
   }
 
   // The launch thread: clones the queued launches one at a time, in order.
-  // It holds `fork_mutex_` while it takes launches (released when the queue
-  // is empty or a fork is wanted), so that a fork announced with
-  // `fork_prepare` never finds one half done. Neither the clone nor the
-  // pipe's epoll_ctl runs under `mutex_`, which the context's threads take
-  // on every launch and exit wait: a thread preempted in one while holding
-  // it (on a busy machine, at the end of a system call) would leave them
-  // waiting on the lock. The epoll instance read under the lock stays open
-  // while the thread runs: shutdown() stops the thread before closing it,
-  // and only a child of fork(), which has no launch thread, replaces it.
+  //
+  // It never takes `mutex_`, which the context's threads take on every
+  // launch and exit wait, except on the rare paths where a launch fails: a
+  // thread preempted while holding a lock, on a machine whose cores are
+  // busy with the children it launches, leaves every other taker waiting a
+  // scheduler slice or more (measured: the event loop waited up to 3 ms on
+  // it, 28 times in a second, at 16 in flight). So:
+  // - launches come through a lock-free stack (`incoming_`), which the
+  //   thread empties into a batch of its own (`batch_`);
+  // - a cloned launch goes on another (`started_`), which the event loop
+  //   empties into its watch list, before the thread adds the pipe to the
+  //   epoll instance;
+  // - the thread sleeps on a futex of its own, woken only when it sleeps
+  //   (`worker_sleeping_`);
+  // - a cancellation request records itself in the entry (`cancel_launch`).
+  //
+  // It holds `fork_mutex_` while it takes launches (released when there is
+  // none left or a fork is wanted), so that a fork announced with
+  // `fork_prepare` never finds one half done. The epoll instance it reads
+  // stays open while it runs: shutdown() stops the thread before closing
+  // it, and only a child of fork(), which has no launch thread, replaces
+  // it.
   void run_worker() {
-    using stage = detail::watch_entry::stage;
-    std::unique_lock lk(mutex_);
-    auto more = [this] {
-      return !worker_stop_ && !fork_wanted_ && queue_.next != &queue_;
-    };
-    for (;;) {
-      wake_.wait(lk, [&] { return worker_stop_ || more(); });
-      if (worker_stop_)
-        return;
-      lk.unlock();
-      std::unique_lock fk(fork_mutex_); // before mutex_, as in notify_fork
-      lk.lock();
-      while (more()) {
-        detail::watch_entry* e = queue_.next;
-        unlink_only(e);
-        e->at = stage::cloning;
-        lk.unlock();
-        // start_launch blocks every signal around the clone itself: the
-        // thread's own mask (start_worker) leaves out the two glibc keeps
-        // for itself, SIGCANCEL and SIGSETXID, and must (a setuid() in a
-        // threaded program waits until every thread has taken SIGSETXID).
-        error_code ec = start_launch(e->job);
-        lk.lock();
-        bool watched = false;
-        if (ec) {
-          e->launch_error = ec;
-        } else {
-          e->fd = e->job.status_fd;
-          e->pidfd = e->job.pidfd;
-          // Armed and on the list before the pipe is added (see
-          // arm_and_add): the wait is in place for its event, and the
-          // watcher is not disarmed meanwhile.
-          watched = !shut_ && !fork_pending_ && ensure_armed();
-          if (watched) {
-            link(e);
-            e->at = stage::watched;
-            if (e->cancelled.load(std::memory_order_acquire))
-              aspawn::send_signal(e->pidfd, SIGKILL);
-          }
-        }
-        // After the entry is watched: whoever sees none queued sees it.
-        queued_.fetch_sub(1, std::memory_order_release);
-        if (watched) {
-          const int epfd = epfd_;
-          const int fd = e->fd;
-          lk.unlock();
-          // Once added, the entry may fire, and end, at any moment: it is
-          // not touched again unless the add failed.
-          const bool added = add(epfd, fd, e);
-          lk.lock();
-          if (added)
-            continue;
-          unlink(e); // without a registration, nothing fired it
-        }
-        e->at = stage::fired;
-        disarm_if_empty(); // the wait armed for it may have nothing left
-        lk.unlock();
-        fire_posted(e);
-        lk.lock();
+    while (wait_for_work()) {
+      std::lock_guard fk(fork_mutex_);
+      while (!worker_stop_.load(std::memory_order_acquire) &&
+             !fork_wanted_.load(std::memory_order_acquire)) {
+        if (!batch_)
+          batch_ = take_all(incoming_);
+        detail::watch_entry* e = batch_;
+        if (!e)
+          break;
+        batch_ = e->next;
+        launch_one(e);
       }
     }
+  }
+
+  // The launch thread: whether it has launches to take now.
+  bool has_work() const noexcept {
+    return !fork_wanted_.load(std::memory_order_seq_cst) &&
+           (batch_ || incoming_.load(std::memory_order_seq_cst));
+  }
+
+  // The launch thread: sleeps until it has work (true) or is to stop
+  // (false). It says that it sleeps before it looks a last time: a caller
+  // that pushes a launch (or sets a flag) after that look sees it sleeping
+  // and wakes it (`wake_worker`), and one that pushed before is seen.
+  bool wait_for_work() noexcept {
+    for (;;) {
+      if (worker_stop_.load(std::memory_order_seq_cst))
+        return false;
+      const std::uint32_t seq = wake_seq_.load(std::memory_order_seq_cst);
+      if (has_work())
+        return true;
+      worker_sleeping_.store(true, std::memory_order_seq_cst);
+      if (!worker_stop_.load(std::memory_order_seq_cst) && !has_work())
+        ::syscall(SYS_futex, futex_word(), FUTEX_WAIT_PRIVATE, seq, nullptr,
+                  nullptr, 0);
+      worker_sleeping_.store(false, std::memory_order_relaxed);
+    }
+  }
+
+  // Wakes the launch thread if it sleeps (or is about to): a system call
+  // only then.
+  void wake_worker() noexcept {
+    if (worker_sleeping_.exchange(false, std::memory_order_seq_cst)) {
+      wake_seq_.fetch_add(1, std::memory_order_seq_cst);
+      ::syscall(SYS_futex, futex_word(), FUTEX_WAKE_PRIVATE, 1, nullptr,
+                nullptr, 0);
+    }
+  }
+
+  std::uint32_t* futex_word() noexcept {
+    static_assert(sizeof(wake_seq_) == sizeof(std::uint32_t) &&
+                  std::atomic<std::uint32_t>::is_always_lock_free);
+    return reinterpret_cast<std::uint32_t*>(&wake_seq_);
+  }
+
+  // The launch thread: starts the launch of `e`, unless it was cancelled
+  // while queued, and hands it to the watcher. Once its pipe is in the
+  // epoll instance, the entry may fire, and end, at any moment: it is not
+  // touched again unless the add failed.
+  void launch_one(detail::watch_entry* e) noexcept {
+    using stage = detail::watch_entry::stage;
+    // start_launch blocks every signal around the clone itself: the
+    // thread's own mask (start_worker) leaves out the two glibc keeps for
+    // itself, SIGCANCEL and SIGSETXID, and must (a setuid() in a threaded
+    // program waits until every thread has taken SIGSETXID).
+    error_code ec = e->cancelled.load(std::memory_order_acquire)
+                        ? error_code(boost::asio::error::operation_aborted)
+                        : start_launch(e->job);
+    if (ec) {
+      e->launch_error = ec;
+      e->at.store(stage::fired, std::memory_order_release);
+      queued_.fetch_sub(1, std::memory_order_release);
+      {
+        std::lock_guard lk(mutex_);
+        --pending_;
+        disarm_if_empty(); // the wait armed for it may have nothing left
+      }
+      fire_posted(e);
+      return;
+    }
+    const int fd = e->job.status_fd;
+    e->fd = fd;
+    e->pidfd = e->job.pidfd;
+    e->at.store(stage::watched, std::memory_order_seq_cst);
+    if (e->cancelled.load(std::memory_order_seq_cst))
+      aspawn::send_signal(e->pidfd, SIGKILL);
+    if (e->counted)
+      watching_.fetch_add(1, std::memory_order_relaxed);
+    push(started_, e); // the watcher may list it from here on
+    // After the entry is counted as watched: whoever sees none queued sees
+    // it.
+    queued_.fetch_sub(1, std::memory_order_release);
+    if (add(epfd_, fd, e))
+      return;
+    {
+      // Without a registration, nothing fires it.
+      std::lock_guard lk(mutex_);
+      drain_started();
+      unlink(e);
+      disarm_if_empty();
+    }
+    fire_posted(e);
   }
 
   // Fires `e` with no events, posted. Should posting fail (no memory), the
@@ -514,26 +595,30 @@ private:
     pthread_t worker;
     {
       std::lock_guard lk(mutex_);
-      worker_stop_ = true;
+      worker_stop_.store(true, std::memory_order_seq_cst);
       if (!worker_running_)
         return;
       worker_running_ = false;
       worker = worker_;
     }
-    wake_.notify_all();
+    wake_worker();
     ::pthread_join(worker, nullptr);
   }
 
-  // Called with the lock held: takes every queued launch off the queue;
-  // returns the first (a null-terminated list).
+  // Called with the lock held, with no launch thread running (stopped, or
+  // the parent's, in a child of fork()): takes every launch not yet cloned
+  // (the thread's batch, then those queued after it); returns the first (a
+  // null-terminated list, in order).
   detail::watch_entry* take_queue() noexcept {
-    detail::watch_entry* first = nullptr;
+    detail::watch_entry* first = std::exchange(batch_, nullptr);
     detail::watch_entry** tail = &first;
-    while (queue_.next != &queue_) {
-      detail::watch_entry* e = queue_.next;
-      unlink_queued(e);
-      *tail = e;
-      tail = &e->next;
+    while (*tail)
+      tail = &(*tail)->next;
+    *tail = take_all(incoming_);
+    for (detail::watch_entry* e = first; e; e = e->next) {
+      e->at.store(detail::watch_entry::stage::fired, std::memory_order_release);
+      --pending_;
+      queued_.fetch_sub(1, std::memory_order_relaxed);
     }
     return first;
   }
@@ -660,9 +745,8 @@ private:
   // would keep the context's work count up for nothing; it is cancelled
   // (`on_ready` counts it off).
   void disarm_if_empty() noexcept {
-    if (head_.next == &head_ && queue_.next == &queue_ &&
-        queued_.load(std::memory_order_relaxed) == 0 && waits_ > 0 &&
-        watcher_ && !fork_pending_) {
+    if (head_.next == &head_ && pending_ == 0 && waits_ > 0 && watcher_ &&
+        !fork_pending_) {
       boost::system::error_code ignored;
       watcher_->cancel(ignored);
     }
@@ -670,7 +754,8 @@ private:
 
   // Called with the lock held. One wait at a time (`waits_` counts it until
   // its handler has run, whatever its outcome), and only while something is
-  // watched: an idle pool keeps no work on its context.
+  // watched or on its way there (`pending_`): an idle pool keeps no work on
+  // its context.
   void arm() {
     watcher_->async_wait(
         boost::asio::posix::descriptor_base::wait_read,
@@ -701,6 +786,7 @@ private:
       }
       epoll_event evs[batch];
       int r = ::epoll_wait(epfd_, evs, batch, 0);
+      drain_started(); // after the wait: every entry it reports is listed
       for (int i = 0; i < r; ++i) {
         auto* e = static_cast<detail::watch_entry*>(evs[i].data.ptr);
         // One shot: the registration is disabled now, and goes away with
@@ -709,8 +795,7 @@ private:
         ready[n] = e;
         events[n++] = evs[i].events;
       }
-      if ((head_.next != &head_ || queued_.load(std::memory_order_relaxed) > 0) &&
-          waits_ == 0) {
+      if ((head_.next != &head_ || pending_ > 0) && waits_ == 0) {
         // Should this fail (no memory), the launches taken above still go
         // on below; the rest wait for the next launch to arm the watcher.
         try {
@@ -762,7 +847,7 @@ private:
         // otherwise retake its lock between launches, and the fork wait for
         // the whole queue).
         std::lock_guard lk(mutex_);
-        fork_wanted_ = true;
+        fork_wanted_.store(true, std::memory_order_seq_cst);
       }
       fork_mutex_.lock();
       mutex_.lock();
@@ -771,13 +856,11 @@ private:
     }
     if (fork_held_) {
       fork_held_ = false;
-      fork_wanted_ = false;
+      fork_wanted_.store(false, std::memory_order_seq_cst);
       mutex_.unlock();
       fork_mutex_.unlock();
-      // Not in the child: its condition variable may still count the
-      // parent's waiting thread, which the child does not have.
       if (event != ctx::fork_child)
-        wake_.notify_all();
+        wake_worker();
     }
     if (event != ctx::fork_child)
       return;
@@ -785,11 +868,6 @@ private:
     {
       std::lock_guard lk(mutex_);
       worker_running_ = false; // the parent's: not this process's to join
-      // The condition variable may still count the parent's waiting thread,
-      // which would keep its destructor (and a notification) waiting
-      // forever here: the child gets a fresh one (there is nothing to
-      // destroy in the old one but that count).
-      new (&wake_) std::condition_variable();
       // No thread is started in a child of fork(), which may hold locks of
       // threads it does not have: its launches clone inline.
       in_fork_child_ = true;
@@ -829,6 +907,7 @@ private:
     };
     if (!set_up(ex))
       fail(errno ? errno : EMFILE);
+    drain_started(); // cloned by the parent's thread before the fork
     for (auto* e = head_.next; e != &head_; e = e->next)
       if (!add(e->fd, e))
         fail(errno);
@@ -851,6 +930,7 @@ private:
     {
       std::lock_guard lk(mutex_);
       shut_ = true;
+      drain_started();
       queued = take_queue();
       first = head_.next;
       head_.prev->next = nullptr;
@@ -879,16 +959,25 @@ private:
   stack_cache cache_;
   std::mutex fork_mutex_; // held by the launch thread while it clones
   std::mutex mutex_;
-  std::condition_variable wake_; // the launch thread's
-  detail::watch_entry queue_;    // sentinel of the queued launches
+  // Between the callers and the launch thread (see run_worker): launches
+  // submitted, newest first; the thread's own batch taken from there, in
+  // order; launches it has cloned, for the watch list; its futex.
+  std::atomic<detail::watch_entry*> incoming_{nullptr};
+  detail::watch_entry* batch_ = nullptr;
+  std::atomic<detail::watch_entry*> started_{nullptr};
+  std::atomic<std::uint32_t> wake_seq_{0};
+  std::atomic<bool> worker_sleeping_{false};
   pthread_t worker_{};
   bool worker_running_ = false;
-  bool worker_stop_ = false;
+  std::atomic<bool> worker_stop_{false};
   bool fork_held_ = false;
-  bool fork_wanted_ = false; // between fork_prepare and the fork
+  std::atomic<bool> fork_wanted_{false}; // between fork_prepare and the fork
   bool in_fork_child_ = false;
   std::atomic<bool> launch_thread_{true};
   std::atomic<std::size_t> queued_{0};
+  // Submitted launches not yet on the watch list (nor fired), under the
+  // lock: the watcher stays armed for them.
+  std::size_t pending_ = 0;
   detail::watch_entry head_; // sentinel of the watched launches
   int waits_ = 0;    // the watcher's outstanding waits: 0 or 1
   unsigned gen_ = 0; // the watcher's generation, one per epoll instance
