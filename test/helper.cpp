@@ -26,6 +26,7 @@
 //   echoerr TEXT       TEXT and a newline to stderr
 //   write FD TEXT      TEXT (no newline) to descriptor FD
 //   nice               nice=N
+//   sched              policy=N nice=N (sched_getscheduler, getpriority)
 //   affinity           affinity=CPU,CPU,...
 //   count-to-stdout N  N bytes of 'x' to stdout
 //   pause              block in pause() forever
@@ -316,6 +317,18 @@ void mode_nice()
     out("nice=" + std::to_string(prio) + "\n");
 }
 
+void mode_sched()
+{
+    errno = 0;
+    int prio = ::getpriority(PRIO_PROCESS, 0);
+    int policy = ::sched_getscheduler(0);
+    if (policy < 0 || (prio == -1 && errno != 0)) {
+        out(std::string("sched error: ") + std::strerror(errno) + "\n");
+        return;
+    }
+    out("policy=" + std::to_string(policy) + " nice=" + std::to_string(prio) + "\n");
+}
+
 void mode_affinity()
 {
     for (std::size_t ncpus = 1024; ncpus <= (std::size_t{1} << 20); ncpus *= 2) {
@@ -433,6 +446,8 @@ int main(int argc, char** argv)
             write_all(fd, need(m));
         } else if (mode == "nice") {
             mode_nice();
+        } else if (mode == "sched") {
+            mode_sched();
         } else if (mode == "affinity") {
             mode_affinity();
         } else if (mode == "count-to-stdout") {

@@ -2,14 +2,17 @@
 // children start with, its queue (cancellation, shutdown, fork), leaks.
 #include "common.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <dirent.h>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <sched.h>
 #include <signal.h>
 #include <string>
+#include <sys/resource.h>
 #include <thread>
 #include <vector>
 
@@ -453,4 +456,92 @@ TEST_CASE("a fork child destroys a pool whose launch thread waited in the "
                         [&](error_code, int c) { code = c; });
   ctx->run();
   CHECK(code == 6);
+}
+
+namespace {
+
+// What a child launched on a launch thread printed, or what went wrong.
+struct child_output {
+  std::string out;
+  error_code ec;
+  int code = -1;
+};
+
+// `cmd` launched on `ctx`'s launch thread (stdout piped, so that the command
+// stays off the calling thread). No Catch macros: it runs on threads of the
+// test's own.
+child_output output_via_launch_thread(io_context& ctx, command cmd) {
+  cmd.stdout_(aspawn::redirect::pipe());
+  child_output r;
+  if (cmd.binds_calling_thread()) {
+    r.ec = asio::error::invalid_argument;
+    return r;
+  }
+  std::optional<aspawn::process> proc;
+  aspawn::async_spawn(ctx, cmd, [&](error_code ec, aspawn::process p) {
+    r.ec = ec;
+    proc.emplace(std::move(p));
+  });
+  ctx.restart();
+  ctx.run();
+  if (r.ec)
+    return r;
+  auto pipe = proc->take_stdout_pipe();
+  error_code ec;
+  asio::read(pipe, asio::dynamic_buffer(r.out), ec);
+  r.code = proc->wait(r.ec);
+  return r;
+}
+
+// On a thread of its own whose scheduling policy is `policy` and nice value
+// `nice`: what two children launched on a new context's launch thread
+// report of their scheduling, the second after the thread has slept.
+std::vector<child_output> sched_of_children(int policy, int nice) {
+  std::vector<child_output> outs;
+  std::thread([&] {
+    const sched_param zero{};
+    child_output failed;
+    if (::sched_setscheduler(0, policy, &zero) != 0 ||
+        ::setpriority(PRIO_PROCESS, 0, nice) != 0) {
+      failed.ec = error_code(errno, boost::system::system_category());
+      outs.push_back(failed);
+      return;
+    }
+    io_context ctx;
+    for (int i = 0; i < 2; ++i) {
+      outs.push_back(output_via_launch_thread(ctx, test::helper_cmd({"sched"})));
+      // The launch thread sleeps (as SCHED_BATCH, if it started as
+      // SCHED_OTHER) before the next launch wakes it.
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }).join();
+  return outs;
+}
+
+} // namespace
+
+TEST_CASE("children of the launch thread keep the scheduling policy and nice "
+          "value of the thread that started it, though it sleeps as "
+          "SCHED_BATCH",
+          "[launch-thread]") {
+  no_leaks before;
+  errno = 0;
+  const int parent_nice = ::getpriority(PRIO_PROCESS, 0);
+  REQUIRE(errno == 0);
+  const int nice = std::min(parent_nice + 3, 19); // raising it needs no privilege
+  auto expect = [&](int policy) {
+    const auto outs = sched_of_children(policy, nice);
+    REQUIRE(outs.size() == 2);
+    for (const auto& r : outs) {
+      INFO("launch: " << r.ec.message());
+      CHECK_FALSE(r.ec);
+      CHECK(r.code == 0);
+      CHECK(r.out == "policy=" + std::to_string(policy) +
+                         " nice=" + std::to_string(nice) + "\n");
+    }
+  };
+  expect(SCHED_OTHER);
+  // One that started as SCHED_BATCH stays so, children included.
+  expect(SCHED_BATCH);
+  before.check();
 }
