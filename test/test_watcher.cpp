@@ -16,7 +16,9 @@
 #include <poll.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/require.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_future.hpp>
@@ -423,8 +425,8 @@ TEST_CASE("launches completing in one wakeup of the watcher are all "
   }
   REQUIRE(pool.watching() == 3);
   // All three children exec before the context runs again: their pipes
-  // report together, in one wakeup (two launches posted, the last
-  // dispatched).
+  // report together, in one wakeup (the first launch dispatched, and the
+  // two after it posted once its handler has thrown).
   for (auto& g : gates)
     g->open();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -536,6 +538,22 @@ std::set<int> epolls_listing(int fd) {
 }
 
 // The outcome of one exit wait.
+// An allocator that counts what it allocates.
+template <typename T> struct counting {
+  using value_type = T;
+  std::size_t* count;
+  template <typename U> counting(const counting<U>& o) : count(o.count) {}
+  explicit counting(std::size_t* c) : count(c) {}
+  T* allocate(std::size_t n) {
+    ++*count;
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) { std::allocator<T>().deallocate(p, n); }
+  template <typename U> bool operator==(const counting<U>& o) const {
+    return count == o.count;
+  }
+};
+
 struct exit_outcome {
   error_code result = asio::error::fault;
   int code = -1;
@@ -859,5 +877,95 @@ TEST_CASE("exit waits of many children complete on the watcher",
     p.signal(SIGKILL);
   ctx.run();
   CHECK(completed == n);
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("exit waits take their memory from blocks the pool keeps, one put "
+          "by for each stack mapped",
+          "[watcher][process]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  std::vector<aspawn::process> ps;
+  for (int i = 0; i < 3; ++i)
+    ps.push_back(pausing_child(ctx));
+  const std::size_t stacks = pool.created();
+  REQUIRE(stacks >= 1);
+  CHECK(pool.wait_blocks_kept() == stacks);
+  int completed = 0;
+  for (auto& p : ps)
+    p.async_wait([&](error_code ec, int code) {
+      CHECK_FALSE(ec);
+      CHECK(code == SIGKILL);
+      ++completed;
+    });
+  ctx.poll();
+  // Each wait holds a block: those put by first, then new ones.
+  CHECK(pool.wait_blocks_kept() == stacks - std::min<std::size_t>(stacks, 3));
+  for (auto& p : ps)
+    p.signal(SIGKILL);
+  ctx.run();
+  CHECK(completed == 3);
+  // Back before each handler ran, and kept for the next waits.
+  const std::size_t kept = std::max<std::size_t>(stacks, 3);
+  CHECK(pool.wait_blocks_kept() == kept);
+
+  ctx.restart(); // run() ran out of work
+  SECTION("no more are kept than max_cached()") {
+    pool.set_max_cached(1);
+    std::vector<aspawn::process> more;
+    for (int i = 0; i < 3; ++i)
+      more.push_back(pausing_child(ctx));
+    for (auto& p : more)
+      p.async_wait([&](error_code, int) { ++completed; });
+    ctx.poll();
+    for (auto& p : more)
+      p.signal(SIGKILL);
+    ctx.run();
+    CHECK(completed == 6);
+    CHECK(pool.wait_blocks_kept() <= kept);
+    CHECK(pool.wait_blocks_kept() >= 1);
+  }
+  SECTION("a handler with an allocator of its own uses that allocator") {
+    auto p = pausing_child(ctx);
+    std::size_t allocated = 0;
+    exit_outcome out;
+    p.async_wait(asio::bind_allocator(counting<void>(&allocated),
+                                      out.handler()));
+    ctx.poll();
+    CHECK(allocated >= 1);
+    CHECK(pool.wait_blocks_kept() == kept); // none taken
+    p.signal(SIGKILL);
+    ctx.run();
+    CHECK(out.done);
+    CHECK(out.code == SIGKILL);
+  }
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("an exit wait completes in the event loop pass that sees the exit",
+          "[watcher][process]") {
+  io_context ctx;
+  // Both ways: the type-erased executor (run here without going through
+  // the erasure) and the context's own.
+  const bool erased = GENERATE(true, false);
+  CAPTURE(erased);
+  exit_outcome out;
+  auto p = pausing_child(ctx);
+  if (erased) {
+    p.async_wait(out.handler());
+  } else {
+    p.async_wait(asio::bind_executor(ctx.get_executor(), out.handler()));
+  }
+  ctx.poll();
+  REQUIRE_FALSE(out.done);
+  p.signal(SIGKILL);
+  pollfd pfd{p.native_handle(), POLLIN, 0};
+  REQUIRE(::poll(&pfd, 1, 10000) == 1);
+  // One handler: the watcher's wakeup, which resumes the wait and runs its
+  // handler there.
+  CHECK(ctx.run_one() == 1);
+  CHECK(out.done);
+  ctx.run();
+  CHECK(out.code == SIGKILL);
   CHECK_FALSE(test::has_children());
 }

@@ -189,6 +189,7 @@ template <typename Executor> struct spawn_op {
       if (on_launch_thread<Self>(pool)) {
         // Only the preparation here: the pool's thread clones.
         result_ = aspawn::prepare_launch(*cmd_, pool.cache(), guard_.l);
+        pool.reserve_wait_blocks();
         cmd_ = nullptr; // everything the child reads is on its stack now
         if (!result_ && submit_to_pool(self, pool))
           return; // `self` (and this object) now live in the stack's parent area
@@ -198,6 +199,7 @@ template <typename Executor> struct spawn_op {
         }
       } else {
         result_ = aspawn::launch(*cmd_, pool.cache(), guard_.l);
+        pool.reserve_wait_blocks();
         cmd_ = nullptr; // everything the child reads is on its stack now
       }
       if (!result_ && watch_in_pool(self, pool))

@@ -23,7 +23,6 @@
 #include <type_traits>
 #include <utility>
 
-#include <boost/asio/append.hpp>
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/cancellation_type.hpp>
@@ -47,12 +46,42 @@ template <typename T, typename Op> auto op_allocator(const Op& op) {
         T>(a);
 }
 
+// Whether an entry `T` for the operation `Op` takes its memory from the
+// pool's blocks (stack_pool::take_wait_block): when the handler has no
+// allocator of its own and the entry fits a block. Asio's per-thread cache,
+// the alternative, keeps two blocks, and a loop waiting on many children
+// frees more than two at once whenever several exit together.
+template <typename T, typename Op>
+inline constexpr bool in_pool_block =
+    std::is_same_v<boost::asio::associated_allocator_t<Op>,
+                   std::allocator<void>> &&
+    sizeof(T) <= stack_pool::wait_block_size &&
+    alignof(T) <= alignof(std::max_align_t);
+
+// Memory for one `T`, the entry of the operation `op`, and its release.
+template <typename T, typename Op>
+T* allocate_entry(stack_pool& pool, const Op& op) {
+  if constexpr (in_pool_block<T, Op>)
+    return static_cast<T*>(pool.take_wait_block());
+  else
+    return op_allocator<T>(op).allocate(1);
+}
+template <typename T, typename Op>
+void deallocate_entry(stack_pool& pool, const Op& op, T* p) noexcept {
+  if constexpr (in_pool_block<T, Op>)
+    pool.give_wait_block(p);
+  else
+    op_allocator<T>(op).deallocate(p, 1);
+}
+
 // A process object's exit wait as the stack pool's watcher holds it, in
-// memory of its own.
+// memory of its own (allocate_entry, from `pool`).
 template <typename Self> struct exit_waiting : parked_op<Self> {
   using typename parked_op<Self>::work_type;
+  stack_pool* pool;
 
-  explicit exit_waiting(Self&& s) : parked_op<Self>(std::move(s)) {
+  exit_waiting(Self&& s, stack_pool& p)
+      : parked_op<Self>(std::move(s)), pool(&p) {
     this->counted = false;
     this->fire = &on_fire;
   }
@@ -67,9 +96,9 @@ template <typename Self> struct exit_waiting : parked_op<Self> {
     work_type work(std::move(w->work));
     // The memory goes back before the operation resumes, as with Asio's
     // own operations.
-    auto a = op_allocator<exit_waiting>(op);
+    stack_pool* pool = w->pool;
     w->~exit_waiting();
-    a.deallocate(w, 1);
+    deallocate_entry(*pool, op, w);
     if (mode == fire_mode::destroy) {
       op.get_cancellation_state().slot().clear();
       return;
@@ -78,7 +107,7 @@ template <typename Self> struct exit_waiting : parked_op<Self> {
     if (events == 0)
       ec = boost::asio::error::operation_aborted;
     auto ex = op.get_executor();
-    resume(ex, boost::asio::append(std::move(op), ec), mode);
+    resume(ex, std::move(op), mode, ec);
   }
 };
 

@@ -638,6 +638,7 @@ private:
         ex_, boost::asio::execution::context));
     launched l;
     ec = detail::launch_blocking(cmd, pool.cache(), l);
+    pool.reserve_wait_blocks();
     if (ec)
       return;
     take_child(l);
@@ -795,8 +796,7 @@ private:
       using entry = detail::exit_waiting<Self>;
       auto& pool = stack_pool::of(
           boost::asio::query(ex_, boost::asio::execution::context));
-      auto a = detail::op_allocator<entry>(self);
-      entry* mem = a.allocate(1);
+      entry* mem = detail::allocate_entry<entry>(pool, self);
       bool ok;
       wait_pool_ = &pool;
       try {
@@ -807,15 +807,15 @@ private:
               auto slot = self.get_cancellation_state().slot();
               if (slot.is_connected())
                 slot.template emplace<cancel_exit_wait>(cancel_exit_wait{this});
-              new (mem) entry(std::move(self));
+              new (mem) entry(std::move(self), pool);
             },
             &waiting_);
       } catch (...) {
-        a.deallocate(mem, 1);
+        detail::deallocate_entry(pool, self, mem);
         throw;
       }
       if (!ok)
-        a.deallocate(mem, 1);
+        detail::deallocate_entry(pool, self, mem);
       return ok;
     }
   }

@@ -67,6 +67,7 @@
 
 #include <atomic>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -78,6 +79,8 @@
 
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/detail/throw_error.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -131,14 +134,45 @@ struct watch_entry {
   stack_cache* stacks = nullptr;
 };
 
-// Resumes `f`, the continuation of a parked operation, on `ex` as `mode`
-// says (not for fire_mode::destroy).
-template <typename Executor, typename F>
-void resume(const Executor& ex, F&& f, fire_mode mode) {
-  if (mode == fire_mode::dispatch)
-    boost::asio::dispatch(ex, std::forward<F>(f));
+// Whether `ex` is a type-erased io_context executor, of a context running
+// on this thread, that lets a dispatched function run inline (not
+// blocking.never). Dispatched through the type erasure, a function is first
+// moved into memory of its own (Asio's executor_function, from a per-thread
+// cache of two blocks, which the completions of a busy loop overrun), only
+// to be run at once here.
+template <typename Executor> bool runs_inline_here(const Executor& ex) {
+  if constexpr (std::is_same_v<Executor, boost::asio::any_io_executor>) {
+    using plain =
+        boost::asio::io_context::basic_executor_type<std::allocator<void>, 0>;
+    using tracked =
+        boost::asio::io_context::basic_executor_type<std::allocator<void>, 4>;
+    if (const plain* t = ex.template target<plain>())
+      return t->running_in_this_thread();
+    if (const tracked* t = ex.template target<tracked>())
+      return t->running_in_this_thread();
+  }
+  return false;
+}
+
+// Resumes `op`, a parked operation, on `ex` as `mode` says (not for
+// fire_mode::destroy), with the arguments `args`. Dispatched where `ex` lets
+// it run here, it runs here.
+template <typename Executor, typename Op, typename... Args>
+void resume(const Executor& ex, Op&& op, fire_mode mode, Args&&... args) {
+  if (mode == fire_mode::dispatch && runs_inline_here(ex)) {
+    std::forward<Op>(op)(std::forward<Args>(args)...);
+    return;
+  }
+  auto go = [&](auto&& f) {
+    if (mode == fire_mode::dispatch)
+      boost::asio::dispatch(ex, std::forward<decltype(f)>(f));
+    else
+      boost::asio::post(ex, std::forward<decltype(f)>(f));
+  };
+  if constexpr (sizeof...(Args) == 0)
+    go(std::forward<Op>(op));
   else
-    boost::asio::post(ex, std::forward<F>(f));
+    go(boost::asio::append(std::forward<Op>(op), std::forward<Args>(args)...));
 }
 
 // An operation parked with the pool's watcher: the entry the watcher knows,
@@ -188,6 +222,47 @@ struct batch_while_asleep {
   }
 };
 
+// Memory for the pool watcher's one wait (there is at most one at a time,
+// but for a wait closed with an old epoll instance after a fork), so that
+// arming the watcher never allocates, from any thread. Left to Asio's
+// per-thread cache, the wait's memory competed for the cache's few slots
+// with the operations it serves: one launch in about 30 then allocated.
+class wait_memory {
+public:
+  void* allocate(std::size_t size) {
+    if (size <= sizeof(buf_) && !used_.exchange(true, std::memory_order_acquire))
+      return buf_;
+    return ::operator new(size);
+  }
+  void deallocate(void* p) noexcept {
+    if (p == buf_)
+      used_.store(false, std::memory_order_release);
+    else
+      ::operator delete(p);
+  }
+
+private:
+  alignas(std::max_align_t) unsigned char buf_[256];
+  std::atomic<bool> used_{false};
+};
+
+// The allocator the watcher's wait handler is bound to.
+template <typename T> struct wait_allocator {
+  using value_type = T;
+  wait_memory* memory;
+  explicit wait_allocator(wait_memory* m) noexcept : memory(m) {}
+  template <typename U>
+  wait_allocator(const wait_allocator<U>& o) noexcept : memory(o.memory) {}
+  T* allocate(std::size_t n) {
+    static_assert(alignof(T) <= alignof(std::max_align_t));
+    return static_cast<T*>(memory->allocate(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t) noexcept { memory->deallocate(p); }
+  template <typename U> bool operator==(const wait_allocator<U>& o) const noexcept {
+    return memory == o.memory;
+  }
+};
+
 } // namespace detail
 
 /// The execution-context service holding the cached child stacks.
@@ -201,7 +276,13 @@ public:
     head_.prev = head_.next = &head_;
   }
 
-  ~stack_pool() override { stop_worker(); }
+  ~stack_pool() override {
+    stop_worker();
+    while (wait_block* b = free_blocks_) {
+      free_blocks_ = b->next;
+      ::operator delete(b, std::align_val_t(alignof(std::max_align_t)));
+    }
+  }
 
   /// The pool of `ctx`, created on first use.
   static stack_pool& of(boost::asio::execution_context& ctx) {
@@ -373,6 +454,73 @@ public:
       return;
     if (e->events.load(std::memory_order_acquire) == 0 && e->pidfd >= 0)
       aspawn::send_signal(e->pidfd, SIGKILL);
+  }
+
+  /// Internal: the size of the blocks `take_wait_block` gives.
+  static constexpr std::size_t wait_block_size = 512;
+
+  /// Internal: memory for a process object's exit wait whose handler has
+  /// no allocator of its own: a block of `wait_block_size` bytes, aligned
+  /// for any type. Blocks given back are kept (up to `max_cached()`, as
+  /// stacks are), so that a warm event loop with many children waited on
+  /// allocates none, however many exit at once.
+  void* take_wait_block() {
+    {
+      std::lock_guard lk(blocks_mutex_);
+      if (wait_block* b = free_blocks_) {
+        free_blocks_ = b->next;
+        --free_count_;
+        return b;
+      }
+    }
+    return ::operator new(wait_block_size,
+                          std::align_val_t(alignof(std::max_align_t)));
+  }
+  /// Internal: blocks kept for exit waits now (see `take_wait_block`).
+  std::size_t wait_blocks_kept() const {
+    std::lock_guard lk(blocks_mutex_);
+    return free_count_;
+  }
+  /// Internal: called after a launch has taken its stack. For each stack
+  /// mapped since the last call, puts a block by for an exit wait (within
+  /// `max_cached()`), so that the waits of a loop's children find their
+  /// memory ready up to as many as it has had launches in flight at once,
+  /// however their exits and their waits fall. A block that cannot be had
+  /// now is simply made when it is first needed.
+  void reserve_wait_blocks() noexcept {
+    const std::size_t stacks = cache_.created();
+    if (blocks_reserved_.load(std::memory_order_relaxed) >= stacks)
+      return;
+    std::lock_guard lk(blocks_mutex_);
+    const std::size_t keep = cache_.max_cached();
+    for (std::size_t n = blocks_reserved_.load(std::memory_order_relaxed);
+         n < stacks && free_count_ < keep; ++n) {
+      void* p = ::operator new(wait_block_size,
+                               std::align_val_t(alignof(std::max_align_t)),
+                               std::nothrow);
+      if (!p)
+        break;
+      auto* b = static_cast<wait_block*>(p);
+      b->next = free_blocks_;
+      free_blocks_ = b;
+      ++free_count_;
+    }
+    blocks_reserved_.store(stacks, std::memory_order_relaxed);
+  }
+  /// Internal: gives back a block from `take_wait_block`.
+  void give_wait_block(void* p) noexcept {
+    const std::size_t keep = cache_.max_cached();
+    {
+      std::lock_guard lk(blocks_mutex_);
+      if (free_count_ < keep) {
+        auto* b = static_cast<wait_block*>(p);
+        b->next = free_blocks_;
+        free_blocks_ = b;
+        ++free_count_;
+        return;
+      }
+    }
+    ::operator delete(p, std::align_val_t(alignof(std::max_align_t)));
   }
 
   /// Internal: takes the exit wait tracked in `*owner` off the watch list,
@@ -800,7 +948,9 @@ private:
   void arm() {
     watcher_->async_wait(
         boost::asio::posix::descriptor_base::wait_read,
-        [this, gen = gen_](boost::system::error_code) { on_ready(gen); });
+        boost::asio::bind_allocator(
+            detail::wait_allocator<void>(&wait_memory_),
+            [this, gen = gen_](boost::system::error_code) { on_ready(gen); }));
     ++waits_;
   }
 
@@ -846,18 +996,21 @@ private:
         }
       }
     }
-    // Each operation goes to its own executor. All but the last are posted,
-    // so that a throwing handler cannot keep any of them from running. The
-    // last is dispatched: it runs here, completion handler included,
-    // wherever its executor permits (the context's own executor, an idle
-    // strand of it, an inline executor), which saves the event loop a pass,
-    // and is queued otherwise. Should posting one fail (no memory), that
-    // operation abandons its child, and the others still go.
+    // Each operation goes to its own executor, dispatched: it runs here,
+    // completion handler included, wherever its executor permits (the
+    // context's own executor, an idle strand of it, an inline executor),
+    // which saves the event loop a pass and the memory of a queued
+    // function (posted, a batch of completions took more of Asio's
+    // per-thread cache than it keeps, and allocated), and is queued
+    // otherwise. Once one has thrown (its handler, or a failure to queue),
+    // the rest are posted, so that the exception cannot keep any of them
+    // from running. Should posting one fail (no memory), that operation
+    // abandons its child, and the others still go.
     for (int i = 0; i < n; ++i) {
       try {
         ready[i]->fire(ready[i], events[i],
-                       i + 1 < n ? detail::fire_mode::post
-                                 : detail::fire_mode::dispatch);
+                       first_error ? detail::fire_mode::post
+                                   : detail::fire_mode::dispatch);
       } catch (...) {
         if (!first_error)
           first_error = std::current_exception();
@@ -998,6 +1151,16 @@ private:
   }
 
   stack_cache cache_;
+  detail::wait_memory wait_memory_; // the watcher's wait's
+  // Exit waits' memory kept for reuse (take_wait_block).
+  struct wait_block {
+    wait_block* next;
+  };
+  mutable std::mutex blocks_mutex_;
+  wait_block* free_blocks_ = nullptr;
+  std::size_t free_count_ = 0;
+  // Stacks for which reserve_wait_blocks has put a block by.
+  std::atomic<std::size_t> blocks_reserved_{0};
   std::mutex fork_mutex_; // held by the launch thread while it clones
   std::mutex mutex_;
   // Between the callers and the launch thread (see run_worker): launches
