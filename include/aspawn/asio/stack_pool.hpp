@@ -280,7 +280,7 @@ public:
     stop_worker();
     while (wait_block* b = free_blocks_) {
       free_blocks_ = b->next;
-      ::operator delete(b, std::align_val_t(alignof(std::max_align_t)));
+      delete_block(b);
     }
   }
 
@@ -473,8 +473,7 @@ public:
         return b;
       }
     }
-    return ::operator new(wait_block_size,
-                          std::align_val_t(alignof(std::max_align_t)));
+    return ::operator new(wait_block_size, block_align);
   }
   /// Internal: blocks kept for exit waits now (see `take_wait_block`).
   std::size_t wait_blocks_kept() const {
@@ -495,15 +494,10 @@ public:
     const std::size_t keep = cache_.max_cached();
     for (std::size_t n = blocks_reserved_.load(std::memory_order_relaxed);
          n < stacks && free_count_ < keep; ++n) {
-      void* p = ::operator new(wait_block_size,
-                               std::align_val_t(alignof(std::max_align_t)),
-                               std::nothrow);
+      void* p = ::operator new(wait_block_size, block_align, std::nothrow);
       if (!p)
         break;
-      auto* b = static_cast<wait_block*>(p);
-      b->next = free_blocks_;
-      free_blocks_ = b;
-      ++free_count_;
+      keep_block(p);
     }
     blocks_reserved_.store(stacks, std::memory_order_relaxed);
   }
@@ -513,14 +507,11 @@ public:
     {
       std::lock_guard lk(blocks_mutex_);
       if (free_count_ < keep) {
-        auto* b = static_cast<wait_block*>(p);
-        b->next = free_blocks_;
-        free_blocks_ = b;
-        ++free_count_;
+        keep_block(p);
         return;
       }
     }
-    ::operator delete(p, std::align_val_t(alignof(std::max_align_t)));
+    delete_block(p);
   }
 
   /// Internal: takes the exit wait tracked in `*owner` off the watch list,
@@ -1156,6 +1147,17 @@ private:
   struct wait_block {
     wait_block* next;
   };
+  static constexpr std::align_val_t block_align{alignof(std::max_align_t)};
+  static void delete_block(void* p) noexcept {
+    ::operator delete(p, block_align);
+  }
+  // With blocks_mutex_ held: `p`, a block, joins the kept ones.
+  void keep_block(void* p) noexcept {
+    auto* b = static_cast<wait_block*>(p);
+    b->next = free_blocks_;
+    free_blocks_ = b;
+    ++free_count_;
+  }
   mutable std::mutex blocks_mutex_;
   wait_block* free_blocks_ = nullptr;
   std::size_t free_count_ = 0;
