@@ -942,6 +942,73 @@ TEST_CASE("exit waits take their memory from blocks the pool keeps, one put "
   CHECK_FALSE(test::has_children());
 }
 
+TEST_CASE("a wait on a child that has exited already is posted in a block "
+          "the pool keeps, unless its handler has an allocator or an "
+          "executor of its own",
+          "[watcher][process]") {
+  io_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  auto p = pausing_child(ctx);
+  p.signal(SIGKILL);
+  pollfd pfd{p.native_handle(), POLLIN, 0};
+  REQUIRE(::poll(&pfd, 1, 10000) == 1); // exited, not reaped
+  const std::size_t kept = pool.wait_blocks_kept();
+  REQUIRE(kept >= 1);
+  exit_outcome out;
+  const int form = GENERATE(0, 1, 2, 3);
+  CAPTURE(form);
+  std::size_t allocated = 0;
+  auto strand = asio::make_strand(ctx);
+  bool in_strand = false;
+  switch (form) {
+  case 0: // the type-erased executor
+    p.async_wait(out.handler());
+    break;
+  case 1: // the context's own
+    p.async_wait(asio::bind_executor(ctx.get_executor(), out.handler()));
+    break;
+  case 2: // an allocator of its own: posted as Asio posts it
+    p.async_wait(
+        asio::bind_allocator(counting<void>(&allocated), out.handler()));
+    break;
+  default: // a strand: posted there, as before
+    p.async_wait(asio::bind_executor(strand, [&](error_code ec, int c) {
+      in_strand = strand.running_in_this_thread();
+      out.handler()(ec, c);
+    }));
+  }
+  // Reaped in the call, completed later, never inside it.
+  CHECK_FALSE(out.done);
+  CHECK(pool.wait_blocks_kept() == (form < 2 ? kept - 1 : kept));
+  ctx.poll();
+  CHECK(out.done);
+  CHECK_FALSE(out.result);
+  CHECK(out.code == SIGKILL);
+  CHECK(pool.wait_blocks_kept() == kept); // back before the handler ran
+  if (form == 3)
+    CHECK(in_strand);
+
+  CHECK_FALSE(test::has_children());
+}
+
+TEST_CASE("a settled wait destroyed unrun at shutdown gives its block back",
+          "[watcher][process][lifetime]") {
+  test::inspectable_context ctx;
+  auto& pool = aspawn::stack_pool::of(ctx);
+  auto p = pausing_child(ctx);
+  p.signal(SIGKILL);
+  pollfd pfd{p.native_handle(), POLLIN, 0};
+  REQUIRE(::poll(&pfd, 1, 10000) == 1);
+  const std::size_t kept = pool.wait_blocks_kept();
+  bool ran = false;
+  p.async_wait([&](error_code, int) { ran = true; });
+  CHECK(pool.wait_blocks_kept() == kept - 1);
+  ctx.shutdown(); // destroys the queued completion
+  CHECK_FALSE(ran);
+  CHECK(pool.wait_blocks_kept() == kept);
+  CHECK_FALSE(test::has_children()); // reaped in the call
+}
+
 TEST_CASE("an exit wait completes in the event loop pass that sees the exit",
           "[watcher][process]") {
   io_context ctx;

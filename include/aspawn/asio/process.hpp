@@ -701,7 +701,7 @@ private:
         else
           result_ = error_code(errc::no_process);
         state_ = 2;
-        boost::asio::post(p.ex_, std::move(self));
+        p.post_settled(std::move(self));
         return;
       case 1: {
         if (ec) {
@@ -730,6 +730,23 @@ private:
       }
     }
   };
+
+  // Posts `self`, a wait settled in its initiation: in a block of the
+  // stack pool's where the pool watches the executor's context (see
+  // detail::post_in_block).
+  template <typename Self> void post_settled(Self&& self) {
+    if constexpr (stack_pool::may_watch<Executor>()) {
+      detail::post_in_block(
+          ex_,
+          [this]() -> stack_pool& {
+            return stack_pool::of(
+                boost::asio::query(ex_, boost::asio::execution::context));
+          },
+          std::forward<Self>(self));
+    } else {
+      boost::asio::post(ex_, std::forward<Self>(self));
+    }
+  }
 
   // Waits for the pidfd to become readable, then resumes `self` with an
   // error code: on the stack pool's watcher where it watches (an

@@ -229,12 +229,12 @@ struct batch_while_asleep {
 // with the operations it serves: one launch in about 30 then allocated.
 class wait_memory {
 public:
-  void* allocate(std::size_t size) {
+  void* take(std::size_t size) {
     if (size <= sizeof(buf_) && !used_.exchange(true, std::memory_order_acquire))
       return buf_;
     return ::operator new(size);
   }
-  void deallocate(void* p) noexcept {
+  void give(void* p, std::size_t) noexcept {
     if (p == buf_)
       used_.store(false, std::memory_order_release);
     else
@@ -246,22 +246,33 @@ private:
   std::atomic<bool> used_{false};
 };
 
-// The allocator the watcher's wait handler is bound to.
-template <typename T> struct wait_allocator {
+// An allocator on `Source`, which hands out memory aligned for any type by
+// size (`take(bytes)`, `give(p, bytes)`): the watcher's wait's
+// (wait_memory), the pool's blocks (stack_pool's take/give).
+template <typename T, typename Source> struct source_allocator {
   using value_type = T;
-  wait_memory* memory;
-  explicit wait_allocator(wait_memory* m) noexcept : memory(m) {}
+  Source* source;
+  explicit source_allocator(Source* s) noexcept : source(s) {}
   template <typename U>
-  wait_allocator(const wait_allocator<U>& o) noexcept : memory(o.memory) {}
+  source_allocator(const source_allocator<U, Source>& o) noexcept
+      : source(o.source) {}
   T* allocate(std::size_t n) {
     static_assert(alignof(T) <= alignof(std::max_align_t));
-    return static_cast<T*>(memory->allocate(n * sizeof(T)));
+    if (n > std::size_t(-1) / sizeof(T))
+      throw std::bad_array_new_length();
+    return static_cast<T*>(source->take(n * sizeof(T)));
   }
-  void deallocate(T* p, std::size_t) noexcept { memory->deallocate(p); }
-  template <typename U> bool operator==(const wait_allocator<U>& o) const noexcept {
-    return memory == o.memory;
+  void deallocate(T* p, std::size_t n) noexcept {
+    source->give(p, n * sizeof(T));
+  }
+  template <typename U>
+  bool operator==(const source_allocator<U, Source>& o) const noexcept {
+    return source == o.source;
   }
 };
+
+// The allocator the watcher's wait handler is bound to.
+template <typename T> using wait_allocator = source_allocator<T, wait_memory>;
 
 } // namespace detail
 
@@ -500,6 +511,20 @@ public:
       keep_block(p);
     }
     blocks_reserved_.store(stacks, std::memory_order_relaxed);
+  }
+  /// Internal: `bytes` bytes aligned for any type: a block from
+  /// `take_wait_block` where they fit one, else from operator new; and
+  /// their release (the allocator detail::source_allocator draws on).
+  void* take(std::size_t bytes) {
+    if (bytes <= wait_block_size)
+      return take_wait_block();
+    return ::operator new(bytes, block_align);
+  }
+  void give(void* p, std::size_t bytes) noexcept {
+    if (bytes <= wait_block_size)
+      give_wait_block(p);
+    else
+      delete_block(p);
   }
   /// Internal: gives back a block from `take_wait_block`.
   void give_wait_block(void* p) noexcept {
