@@ -173,8 +173,17 @@ template <form F, typename Ctx> struct state {
   }
 
   void note(error_code ec, int code) {
-    if (++completed == count_from)
-      aspawn_bench::alloc_count::start();
+    ++completed;
+    if (count_from >= 0) {
+      // The counter covers the launches after the warm ones, each from its
+      // initiation to its reaped exit, and stops at the last: the batch's
+      // end (the coroutines' own completions, the loop's stop) is not a
+      // launch's.
+      if (completed == count_from)
+        aspawn_bench::alloc_count::start();
+      else if (completed == count)
+        aspawn_bench::alloc_count::stop();
+    }
     if (ec || code != 0) {
       ++failures;
       last_failure = ec ? ec.message() : "exit code " + std::to_string(code);
