@@ -955,39 +955,61 @@ TEST_CASE("a wait on a child that has exited already is posted in a block "
   const std::size_t kept = pool.wait_blocks_kept();
   REQUIRE(kept >= 1);
   exit_outcome out;
-  const int form = GENERATE(0, 1, 2, 3);
+  const int form = GENERATE(0, 1, 2, 3, 4, 5);
   CAPTURE(form);
   std::size_t allocated = 0;
+  std::size_t kept_in_handler = 0;
+  auto handler = [&](error_code ec, int c) {
+    kept_in_handler = pool.wait_blocks_kept();
+    out.handler()(ec, c);
+  };
   auto strand = asio::make_strand(ctx);
   bool in_strand = false;
+  io_context other;
+  bool in_block = false;
   switch (form) {
   case 0: // the type-erased executor
-    p.async_wait(out.handler());
+    in_block = true;
+    p.async_wait(handler);
     break;
   case 1: // the context's own
-    p.async_wait(asio::bind_executor(ctx.get_executor(), out.handler()));
+    in_block = true;
+    p.async_wait(asio::bind_executor(ctx.get_executor(), handler));
     break;
-  case 2: // an allocator of its own: posted as Asio posts it
-    p.async_wait(
-        asio::bind_allocator(counting<void>(&allocated), out.handler()));
+  case 2: // the context's own, tracking work
+    in_block = true;
+    p.async_wait(asio::bind_executor(
+        asio::prefer(ctx.get_executor(),
+                     asio::execution::outstanding_work.tracked),
+        handler));
     break;
-  default: // a strand: posted there, as before
+  case 3: // an allocator of its own: posted as Asio posts it
+    p.async_wait(asio::bind_allocator(counting<void>(&allocated), handler));
+    break;
+  case 4: // a strand: posted there, as before
     p.async_wait(asio::bind_executor(strand, [&](error_code ec, int c) {
       in_strand = strand.running_in_this_thread();
-      out.handler()(ec, c);
+      handler(ec, c);
     }));
+    break;
+  default: // another context's: posted as Asio posts it, and runs there
+    p.async_wait(asio::bind_executor(other.get_executor(), handler));
   }
   // Reaped in the call, completed later, never inside it.
   CHECK_FALSE(out.done);
-  CHECK(pool.wait_blocks_kept() == (form < 2 ? kept - 1 : kept));
+  CHECK(pool.wait_blocks_kept() == (in_block ? kept - 1 : kept));
   ctx.poll();
+  if (form == 5) {
+    CHECK_FALSE(out.done);
+    other.poll();
+  }
   CHECK(out.done);
   CHECK_FALSE(out.result);
   CHECK(out.code == SIGKILL);
-  CHECK(pool.wait_blocks_kept() == kept); // back before the handler ran
-  if (form == 3)
+  CHECK(kept_in_handler == kept); // back before the handler ran
+  CHECK(pool.wait_blocks_kept() == kept);
+  if (form == 4)
     CHECK(in_strand);
-
   CHECK_FALSE(test::has_children());
 }
 

@@ -118,51 +118,67 @@ template <typename Self> struct exit_waiting : parked_op<Self> {
   }
 };
 
-// Posts `op` to its associated executor (`ex` by default). Where that is the io_context's own executor, plain or
-// in an any_io_executor, and the handler has no allocator of its own, the
-// queued function takes a block of the context's stack pool (`pool_of()`,
-// called only then) and is queued on the
-// io_context executor directly. Posted through the type erasure, it took
-// two blocks of Asio's per-thread cache (the type-erased function and the
-// queued operation), which keeps two of each kind for the whole loop, and
-// now and then found none free and allocated (measured: about one launch
-// in 100 whose handler waited on a child that had exited already).
-// Otherwise as boost::asio::post.
-template <typename Executor, typename PoolOf, typename Op>
-void post_in_block(const Executor& ex, PoolOf&& pool_of, Op&& op) {
+// The io_context executor of type `Target` that `e` is, or that it wraps
+// (an any_io_executor); null if neither.
+template <typename Target, typename E>
+const Target* context_target(const E& e) noexcept {
+  if constexpr (std::is_same_v<E, Target>)
+    return &e;
+  else if constexpr (std::is_same_v<E, boost::asio::any_io_executor>)
+    return e.template target<Target>();
+  else
+    return nullptr;
+}
+
+// The io_context `e` is an executor of, plain or outstanding-work tracked,
+// itself or in an any_io_executor; null if it is none of those.
+template <typename E>
+boost::asio::io_context* context_of(const E& e) noexcept {
+  using plain =
+      boost::asio::io_context::basic_executor_type<std::allocator<void>, 0>;
+  using tracked =
+      boost::asio::io_context::basic_executor_type<std::allocator<void>, 4>;
+  if (const plain* t = context_target<plain>(e))
+    return &t->context();
+  if (const tracked* t = context_target<tracked>(e))
+    return &t->context();
+  return nullptr;
+}
+
+// Posts `op` to its associated executor (`ex` by default). Where that and
+// `ex` are both an executor of one io_context (plain or outstanding-work
+// tracked, themselves or in an any_io_executor: not strands) and the
+// handler has no allocator of its own, the queued function takes a block
+// of that io_context's stack pool and is queued on the io_context's
+// executor directly. Posted through the type erasure, it took two blocks
+// of Asio's per-thread cache (the type-erased function and the queued
+// operation), which keeps two of each kind for the whole loop, and now and
+// then found none free and allocated (measured: about one launch in 100
+// whose handler waited on a child that had exited already). Operations too large for a block with what Asio wraps around
+// them (its queue entry, the work guard, the binders: 128 bytes is ample),
+// or aligned beyond max_align_t, are posted as Asio posts them, as is
+// everything else.
+template <typename Executor, typename Op>
+void post_in_block(const Executor& ex, Op&& op) {
   using op_type = std::decay_t<Op>;
   if constexpr (std::is_same_v<boost::asio::associated_allocator_t<op_type>,
-                               std::allocator<void>>) {
-    auto hex = boost::asio::get_associated_executor(op, ex);
-    using hex_type = decltype(hex);
-    using plain =
-        boost::asio::io_context::basic_executor_type<std::allocator<void>, 0>;
-    using tracked =
-        boost::asio::io_context::basic_executor_type<std::allocator<void>, 4>;
-    // Bound to the target too, so that nothing dispatches it back through
-    // the type erasure when it runs.
-    auto go = [&](const auto& target) {
+                               std::allocator<void>> &&
+                sizeof(op_type) + 128 <= stack_pool::wait_block_size &&
+                alignof(op_type) <= alignof(std::max_align_t)) {
+    boost::asio::io_context* ctx = context_of(ex);
+    if (ctx &&
+        context_of(boost::asio::get_associated_executor(op, ex)) == ctx) {
+      source_allocator<void, stack_pool> blocks(&stack_pool::of(*ctx));
+      // Bound to the context's executor, so that nothing dispatches it
+      // back through the type erasure when it runs; runnable there and
+      // then.
+      auto runs_on = boost::asio::prefer(
+          ctx->get_executor(), boost::asio::execution::blocking.possibly);
       boost::asio::post(
-          target, boost::asio::bind_executor(
-                      target, boost::asio::bind_allocator(
-                                  source_allocator<void, stack_pool>(
-                                      &pool_of()),
-                                  std::forward<Op>(op))));
-    };
-    if constexpr (std::is_same_v<hex_type, plain> ||
-                  std::is_same_v<hex_type, tracked>) {
-      go(hex);
+          runs_on, boost::asio::bind_executor(
+                       runs_on, boost::asio::bind_allocator(
+                                    blocks, std::forward<Op>(op))));
       return;
-    } else if constexpr (std::is_same_v<hex_type,
-                                        boost::asio::any_io_executor>) {
-      if (const plain* t = hex.template target<plain>()) {
-        go(*t);
-        return;
-      }
-      if (const tracked* t = hex.template target<tracked>()) {
-        go(*t);
-        return;
-      }
     }
   }
   boost::asio::post(ex, std::forward<Op>(op));

@@ -732,20 +732,10 @@ private:
   };
 
   // Posts `self`, a wait settled in its initiation: in a block of the
-  // stack pool's where the pool watches the executor's context (see
+  // stack pool's where it goes to an io_context's executor (see
   // detail::post_in_block).
   template <typename Self> void post_settled(Self&& self) {
-    if constexpr (stack_pool::may_watch<Executor>()) {
-      detail::post_in_block(
-          ex_,
-          [this]() -> stack_pool& {
-            return stack_pool::of(
-                boost::asio::query(ex_, boost::asio::execution::context));
-          },
-          std::forward<Self>(self));
-    } else {
-      boost::asio::post(ex_, std::forward<Self>(self));
-    }
+    detail::post_in_block(ex_, std::forward<Self>(self));
   }
 
   // Waits for the pidfd to become readable, then resumes `self` with an
