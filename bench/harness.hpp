@@ -65,9 +65,9 @@ struct session {
   /// calls alloc_count::start() when the `warm`-th child has been reaped
   /// and alloc_count::stop() when the last has, so that the caller counts
   /// the allocations of `count` launches made once warm, inside the same
-  /// event loop run, and nothing of the batch's own end. (Without it the allocation phase
-  /// runs a warm-up batch, then counts a second batch, whose first launches
-  /// pay for Asio's per-run() handler cache again.)
+  /// event loop run, and nothing of the batch's own end. (Without it the
+  /// allocation phase runs a warm-up batch, then counts a second batch,
+  /// whose first launches pay for Asio's per-run() handler cache again.)
   std::function<void(const char* path, int warm, int count, int in_flight)>
       run_batch_warm;
 

@@ -943,8 +943,8 @@ TEST_CASE("exit waits take their memory from blocks the pool keeps, one put "
 }
 
 TEST_CASE("a wait on a child that has exited already is posted in a block "
-          "the pool keeps, unless its handler has an allocator or an "
-          "executor of its own",
+          "the pool keeps, unless its handler has an allocator of its own "
+          "or runs elsewhere (a strand, another io_context)",
           "[watcher][process]") {
   io_context ctx;
   auto& pool = aspawn::stack_pool::of(ctx);

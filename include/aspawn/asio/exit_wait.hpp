@@ -154,10 +154,10 @@ boost::asio::io_context* context_of(const E& e) noexcept {
 // of Asio's per-thread cache (the type-erased function and the queued
 // operation), which keeps two of each kind for the whole loop, and now and
 // then found none free and allocated (measured: about one launch in 100
-// whose handler waited on a child that had exited already). Operations too large for a block with what Asio wraps around
-// them (its queue entry, the work guard, the binders: 128 bytes is ample),
-// or aligned beyond max_align_t, are posted as Asio posts them, as is
-// everything else.
+// whose handler waited on a child that had exited already). Operations
+// too large for a block with what Asio wraps around them (its queue entry,
+// the work guard, the binders: 128 bytes is ample), or aligned beyond
+// max_align_t, are posted as Asio posts them, as is everything else.
 template <typename Executor, typename Op>
 void post_in_block(const Executor& ex, Op&& op) {
   using op_type = std::decay_t<Op>;
